@@ -1,0 +1,159 @@
+//! `hhvm-get-build-version`: decides what a run builds. Reads the optional `version` (default:
+//! today's nightly, by UTC) and `packagingBranch` (default: `master` for nightlies, `HHVM-x.y`
+//! for releases), validates both, and adds `version`, `nightly`, `source` and `packagingBranch`
+//! to the pass-through payload. No AWS calls.
+
+use pipeline_core::s3::Buckets;
+use pipeline_core::{PackagingBranch, Payload, PipelineError, S3Location, Version};
+use serde_json::Value;
+
+/// What a run builds, as the rest of the pipeline reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildVersion {
+    pub version: Version,
+    pub packaging_branch: PackagingBranch,
+    pub source: S3Location,
+}
+
+/// The decision itself: pure, so it is tested without a clock or AWS.
+pub fn resolve_build_version(
+    requested_version: Option<&str>,
+    requested_branch: Option<&str>,
+    today: Version,
+    buckets: &Buckets,
+) -> Result<BuildVersion, PipelineError> {
+    let version = match requested_version {
+        Some(text) => text.parse::<Version>().map_err(|e| e.in_field("version"))?,
+        None => today,
+    };
+    let packaging_branch = match requested_branch {
+        Some(text) => text.parse()?,
+        None => version.default_packaging_branch(),
+    };
+    Ok(BuildVersion {
+        version,
+        packaging_branch,
+        source: buckets.source_tarball(&version),
+    })
+}
+
+pub fn handle(buckets: &Buckets, event: Value) -> Result<Value, PipelineError> {
+    handle_on(buckets, event, Version::nightly_today())
+}
+
+/// `handle` with "today" given, for tests.
+pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Value, PipelineError> {
+    let mut payload = Payload::from_value(event)?;
+    // An empty string means "not given", as in the original (the nightly schedule relies on it).
+    let version = payload.optional_nonempty_str("version")?;
+    let branch = payload.optional_nonempty_str("packagingBranch")?;
+    let build = resolve_build_version(version.as_deref(), branch.as_deref(), today, buckets)?;
+    tracing::info!(version = %build.version, branch = %build.packaging_branch, source = %build.source, "resolved build version");
+
+    payload.set("version", build.version.to_string());
+    payload.set("nightly", build.version.is_nightly());
+    payload.set("source", &build.source);
+    payload.set("packagingBranch", build.packaging_branch.to_string());
+    Ok(payload.into_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn buckets() -> Buckets {
+        Buckets {
+            downloads: "hhvm-downloads".parse().unwrap(),
+            scratch: "hhvm-scratch".parse().unwrap(),
+        }
+    }
+
+    fn today() -> Version {
+        "2026.11.21".parse().unwrap()
+    }
+
+    #[test]
+    fn no_version_means_todays_nightly_from_master() {
+        let output = handle_on(&buckets(), json!({}), today()).unwrap();
+        assert_eq!(
+            output,
+            json!({
+                "version": "2026.11.21",
+                "nightly": true,
+                "source": {"bucket": "hhvm-downloads", "path": "source/nightlies/hhvm-nightly-2026.11.21.tar.gz"},
+                "packagingBranch": "master"
+            })
+        );
+    }
+
+    #[test]
+    fn empty_or_null_version_is_also_today() {
+        for input in [json!({"version": ""}), json!({"version": null, "packagingBranch": ""})] {
+            let output = handle_on(&buckets(), input, today()).unwrap();
+            assert_eq!(output["version"], "2026.11.21");
+            assert_eq!(output["packagingBranch"], "master");
+        }
+    }
+
+    #[test]
+    fn release_builds_from_its_branch_with_a_scratch_tarball() {
+        let output = handle_on(&buckets(), json!({"version": "4.168.2"}), today()).unwrap();
+        assert_eq!(output["nightly"], false);
+        assert_eq!(output["packagingBranch"], "HHVM-4.168");
+        assert_eq!(
+            output["source"],
+            json!({"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"})
+        );
+    }
+
+    #[test]
+    fn explicit_branch_is_kept_and_source_is_always_recomputed() {
+        let input =
+            json!({"version": "4.168.2", "packagingBranch": "HHVM-4.167", "source": {"bucket": "evil", "path": "x"}});
+        let output = handle_on(&buckets(), input, today()).unwrap();
+        assert_eq!(output["packagingBranch"], "HHVM-4.167");
+        assert_eq!(output["source"]["bucket"], "hhvm-scratch");
+    }
+
+    #[test]
+    fn unknown_fields_come_back_verbatim() {
+        let input: Value = serde_json::from_str(
+            r#"{"distros": ["debian-12-bookworm"], "nested": {"a": [1, null, {"b": 2.50}]}, "n": null, "big": 123456789012345678901234567890}"#,
+        )
+        .unwrap();
+        let output = handle_on(&buckets(), input.clone(), today()).unwrap();
+        for field in ["distros", "nested", "n", "big"] {
+            assert_eq!(output[field], input[field], "{field}");
+        }
+        assert_eq!(
+            serde_json::to_string(&output["nested"]).unwrap(),
+            r#"{"a":[1,null,{"b":2.50}]}"#
+        );
+    }
+
+    #[test]
+    fn bad_version_is_invalid_version_naming_the_field() {
+        let error = handle_on(&buckets(), json!({"version": "4.1; rm -rf /"}), today()).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidVersion");
+        assert!(error.to_string().contains("field `version`"), "{error}");
+        let error = handle_on(&buckets(), json!({"version": "2026.02.30"}), today()).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidVersion");
+    }
+
+    #[test]
+    fn bad_input_shapes_are_invalid_input_naming_the_field() {
+        let cases = [
+            (json!({"version": 4.1}), "`version`"),
+            (json!({"packagingBranch": "feature/x"}), "`packagingBranch`"),
+            (json!({"packagingBranch": ["master"]}), "`packagingBranch`"),
+            (json!(["2026.11.21"]), "(payload)"),
+        ];
+        for (input, field) in cases {
+            let error = handle_on(&buckets(), input.clone(), today()).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput", "{input}");
+            assert!(error.to_string().contains(field), "{input}: {error}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Failures an emulator cannot produce, through the real SDK client with aws-smithy-mocks.
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_mocks::{MockResponseInterceptor, create_mock_http_client, mock};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use serde_json::json;
+
+fn s3_answering(status: u16) -> aws_sdk_s3::Client {
+    let rule = mock!(aws_sdk_s3::Client::head_object)
+        .then_http_response(move || HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()));
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "mock"))
+        .http_client(create_mock_http_client())
+        .interceptor(MockResponseInterceptor::new().with_rule(&rule))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn forbidden_is_an_aws_service_error_not_a_missing_tarball() {
+    let input = json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
+    let error = have_source_tarball::handle(&s3_answering(403), input)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "AwsServiceError");
+    assert!(error.to_string().contains("HTTP 403"), "{error}");
+    assert!(
+        error.to_string().contains("s3://hhvm-scratch/hhvm-4.168.2.tar.gz"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn not_found_status_is_source_tarball_not_found() {
+    let input = json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
+    let error = have_source_tarball::handle(&s3_answering(404), input)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "SourceTarballNotFound");
+}

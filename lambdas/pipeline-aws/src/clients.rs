@@ -1,0 +1,20 @@
+//! AWS clients, built once per cold start and reused across invocations.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// The SDK configuration from the standard sources: region, credentials and `AWS_ENDPOINT_URL`
+/// (or `AWS_ENDPOINT_URL_<SERVICE>`) from the environment, as in Lambda or a local run.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// An S3 client. With an explicit endpoint (an emulator) it uses path-style addressing, since
+/// `bucket.127.0.0.1` does not resolve; against AWS it keeps virtual-hosted style.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+pub fn ec2_client(config: &SdkConfig) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(config)
+}

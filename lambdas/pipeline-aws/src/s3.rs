@@ -1,0 +1,133 @@
+//! S3 calls.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::SdkError;
+use pipeline_core::{PipelineError, S3Location};
+
+/// Whether the object exists. Only a 404 means "no": any other failure (403, network, 5xx)
+/// is an `AwsServiceError`, so a caller that treats "missing" specially never mistakes a
+/// permissions problem for a missing object.
+pub async fn object_exists(s3: &Client, location: &S3Location) -> Result<bool, PipelineError> {
+    let result = s3
+        .head_object()
+        .bucket(location.bucket.as_str())
+        .key(location.path.as_str())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(context)) if context.err().is_not_found() => Ok(false),
+        Err(error) => Err(crate::service_error(&format!("S3 HeadObject {location}"), error)),
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
+}
+
+/// A listing of a bucket (or of a prefix), read one page (up to 1,000 keys) at a time so a
+/// caller never has to hold the whole bucket. Keys come in S3's order: ascending UTF-8 bytes.
+pub struct ObjectListing<'a> {
+    s3: &'a Client,
+    bucket: String,
+    prefix: Option<String>,
+    continuation: Option<String>,
+    finished: bool,
+}
+
+pub fn list_objects<'a>(s3: &'a Client, bucket: &str, prefix: Option<&str>) -> ObjectListing<'a> {
+    ObjectListing {
+        s3,
+        bucket: bucket.to_string(),
+        prefix: prefix.map(str::to_string),
+        continuation: None,
+        finished: false,
+    }
+}
+
+impl ObjectListing<'_> {
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ObjectSummary>>, PipelineError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let output = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .set_prefix(self.prefix.clone())
+            .set_continuation_token(self.continuation.take())
+            .send()
+            .await
+            .map_err(|error| crate::service_error(&format!("S3 ListObjectsV2 s3://{}", self.bucket), error))?;
+        self.continuation = output.next_continuation_token().map(str::to_string);
+        self.finished = !output.is_truncated().unwrap_or(false) || self.continuation.is_none();
+        Ok(Some(
+            output
+                .contents()
+                .iter()
+                .filter_map(|object| {
+                    Some(ObjectSummary {
+                        key: object.key()?.to_string(),
+                        size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                        last_modified: object.last_modified().map(|t| t.secs()).unwrap_or(0),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Every remaining object: for prefixes known to hold few keys.
+    pub async fn collect_all(mut self) -> Result<Vec<ObjectSummary>, PipelineError> {
+        let mut objects = Vec::new();
+        while let Some(page) = self.next_page().await? {
+            objects.extend(page);
+        }
+        Ok(objects)
+    }
+}
+
+/// The object's bytes, or `None` when it does not exist.
+pub async fn get_object_bytes(s3: &Client, location: &S3Location) -> Result<Option<Vec<u8>>, PipelineError> {
+    let operation = || format!("S3 GetObject {location}");
+    let result = s3
+        .get_object()
+        .bucket(location.bucket.as_str())
+        .key(location.path.as_str())
+        .send()
+        .await;
+    let output = match result {
+        Ok(output) => output,
+        Err(SdkError::ServiceError(context)) if context.err().is_no_such_key() => return Ok(None),
+        Err(error) => return Err(crate::service_error(&operation(), error)),
+    };
+    let bytes = output
+        .body
+        .collect()
+        .await
+        .map_err(|error| PipelineError::aws(operation(), error))?;
+    Ok(Some(bytes.into_bytes().to_vec()))
+}
+
+/// Writes an object.
+pub async fn put_object(
+    s3: &Client,
+    location: &S3Location,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<(), PipelineError> {
+    s3.put_object()
+        .bucket(location.bucket.as_str())
+        .key(location.path.as_str())
+        .content_type(content_type)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|error| crate::service_error(&format!("S3 PutObject {location}"), error))?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The one error type of the pipeline. Each variant has a stable `errorType` name: it is what
+//! Step Functions' `ErrorEquals` matches and what operators see, so names never change once
+//! published (they are listed in the README).
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    /// A payload field is missing, has the wrong JSON type, or has a value we refuse.
+    #[error("invalid input field `{field}`: {problem}")]
+    InvalidInput { field: String, problem: String },
+
+    /// A version string is neither a nightly `YYYY.MM.DD` (a real date) nor a release `x.y.z`.
+    #[error("invalid version {value:?}: {problem}")]
+    InvalidVersion { value: String, problem: String },
+
+    /// The source tarball is not where the version says it should be.
+    #[error("source tarball {location} does not exist (it is created by build-source-tarball)")]
+    SourceTarballNotFound { location: String },
+
+    /// An AWS call failed for a reason other than the ones above (permissions, throttling after
+    /// the SDK's retries, network, a 5xx).
+    #[error("{operation} failed: {detail}")]
+    AwsServiceError { operation: String, detail: String },
+
+    /// The list of distros to build could not be read from the packaging repository.
+    #[error("could not read CURRENT_TARGETS from {url}: {problem}")]
+    CurrentTargetsUnavailable { url: String, problem: String },
+
+    /// The function's environment is missing a variable or holds an unusable value.
+    #[error("configuration variable {variable}: {problem}")]
+    Configuration { variable: String, problem: String },
+}
+
+impl PipelineError {
+    /// The stable name state machines match in `ErrorEquals`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PipelineError::InvalidInput { .. } => "InvalidInput",
+            PipelineError::InvalidVersion { .. } => "InvalidVersion",
+            PipelineError::SourceTarballNotFound { .. } => "SourceTarballNotFound",
+            PipelineError::AwsServiceError { .. } => "AwsServiceError",
+            PipelineError::CurrentTargetsUnavailable { .. } => "CurrentTargetsUnavailable",
+            PipelineError::Configuration { .. } => "ConfigurationError",
+        }
+    }
+
+    pub fn invalid_input(field: impl Into<String>, problem: impl fmt::Display) -> Self {
+        PipelineError::InvalidInput {
+            field: field.into(),
+            problem: problem.to_string(),
+        }
+    }
+
+    pub fn invalid_version(value: impl Into<String>, problem: impl fmt::Display) -> Self {
+        PipelineError::InvalidVersion {
+            value: value.into(),
+            problem: problem.to_string(),
+        }
+    }
+
+    pub fn aws(operation: impl Into<String>, detail: impl fmt::Display) -> Self {
+        PipelineError::AwsServiceError {
+            operation: operation.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn configuration(variable: impl Into<String>, problem: impl fmt::Display) -> Self {
+        PipelineError::Configuration {
+            variable: variable.into(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// The same error, blamed on a field of the payload (a version read from `versions[2]`
+    /// names that element).
+    pub fn in_field(self, field: &str) -> Self {
+        match self {
+            PipelineError::InvalidVersion { value, problem } => PipelineError::InvalidVersion {
+                value,
+                problem: format!("{problem} (field `{field}`)"),
+            },
+            PipelineError::InvalidInput { field: inner, problem } => PipelineError::InvalidInput {
+                field: if inner.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{field}.{inner}")
+                },
+                problem,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(feature = "lambda")]
+impl From<PipelineError> for lambda_runtime::Diagnostic {
+    fn from(error: PipelineError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_are_the_documented_names() {
+        let cases = [
+            (PipelineError::invalid_input("a", "b"), "InvalidInput"),
+            (PipelineError::invalid_version("a", "b"), "InvalidVersion"),
+            (
+                PipelineError::SourceTarballNotFound {
+                    location: "s3://b/k".into(),
+                },
+                "SourceTarballNotFound",
+            ),
+            (PipelineError::aws("HeadObject", "403"), "AwsServiceError"),
+            (PipelineError::configuration("X", "missing"), "ConfigurationError"),
+            (
+                PipelineError::CurrentTargetsUnavailable {
+                    url: "u".into(),
+                    problem: "p".into(),
+                },
+                "CurrentTargetsUnavailable",
+            ),
+        ];
+        for (error, name) in cases {
+            assert_eq!(error.error_type(), name);
+        }
+    }
+
+    #[test]
+    fn message_names_the_field_and_the_expectation() {
+        let error = PipelineError::invalid_input("instances", "expected an array of instance IDs, got a string");
+        assert_eq!(
+            error.to_string(),
+            "invalid input field `instances`: expected an array of instance IDs, got a string"
+        );
+    }
+
+    #[test]
+    fn nested_field_names_are_joined() {
+        let error = PipelineError::invalid_input("bucket", "missing").in_field("source");
+        assert_eq!(error, PipelineError::invalid_input("source.bucket", "missing"));
+    }
+
+    #[cfg(feature = "lambda")]
+    #[test]
+    fn diagnostic_carries_the_error_type() {
+        let diagnostic: lambda_runtime::Diagnostic = PipelineError::invalid_version("x", "bad").into();
+        assert_eq!(diagnostic.error_type, "InvalidVersion");
+        assert!(diagnostic.error_message.contains("\"x\""));
+    }
+}

@@ -1,0 +1,94 @@
+//! The S3 key layout of the scratch bucket that workers and Lambdas share: where artifacts,
+//! success markers and worker logs live. Documented in `docs/s3-layout.md`; the user-data
+//! scripts compute the same keys from the same variables.
+//!
+//! - binary packages: `<version>/<distro>/` (the `.deb`s, `.changes`, … and `SHA256SUMS`)
+//! - success markers: `markers/<version>/<job>.json`, or `markers/<version>/<job>/<distro>.json`
+//!   for per-distro jobs. A marker is written last, only when the job succeeded.
+//! - worker logs: `logs/<version>/<job>/<instance-id>.log`, or
+//!   `logs/<version>/<job>/<distro>/<instance-id>.log`; uploaded on exit, success or failure.
+
+use std::fmt;
+
+use crate::distro::Distro;
+use crate::{ObjectKey, Version};
+
+/// The kinds of EC2 worker job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    SourceTarball,
+    BinaryPackage,
+    UpdateRepositories,
+    PublishReleaseSource,
+}
+
+impl JobKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobKind::SourceTarball => "source-tarball",
+            JobKind::BinaryPackage => "binary-package",
+            JobKind::UpdateRepositories => "update-repositories",
+            JobKind::PublishReleaseSource => "publish-release-source",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn key(text: String) -> ObjectKey {
+    text.parse()
+        .expect("keys built from versions, job kinds and distros are valid")
+}
+
+/// Where the success marker of a job goes (scratch bucket).
+pub fn marker_key(version: &Version, job: JobKind, distro: Option<&Distro>) -> ObjectKey {
+    match distro {
+        Some(distro) => key(format!("markers/{version}/{job}/{distro}.json")),
+        None => key(format!("markers/{version}/{job}.json")),
+    }
+}
+
+/// The prefix under which a job's workers upload their logs, one `<instance-id>.log` each.
+pub fn log_prefix(version: &Version, job: JobKind, distro: Option<&Distro>) -> String {
+    match distro {
+        Some(distro) => format!("logs/{version}/{job}/{distro}/"),
+        None => format!("logs/{version}/{job}/"),
+    }
+}
+
+/// Where a distro's built packages are staged (scratch bucket), as in the original pipeline.
+pub fn binary_packages_prefix(version: &Version, distro: &Distro) -> String {
+    format!("{version}/{distro}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let version: Version = "4.168.2".parse().unwrap();
+        let distro: Distro = "debian-12-bookworm".parse().unwrap();
+        assert_eq!(
+            marker_key(&version, JobKind::BinaryPackage, Some(&distro)).as_str(),
+            "markers/4.168.2/binary-package/debian-12-bookworm.json"
+        );
+        assert_eq!(
+            marker_key(&version, JobKind::SourceTarball, None).as_str(),
+            "markers/4.168.2/source-tarball.json"
+        );
+        assert_eq!(
+            log_prefix(&version, JobKind::UpdateRepositories, None),
+            "logs/4.168.2/update-repositories/"
+        );
+        assert_eq!(
+            log_prefix(&version, JobKind::BinaryPackage, Some(&distro)),
+            "logs/4.168.2/binary-package/debian-12-bookworm/"
+        );
+        assert_eq!(binary_packages_prefix(&version, &distro), "4.168.2/debian-12-bookworm/");
+    }
+}
