@@ -1,8 +1,10 @@
 //! `hhvm-get-build-version`: decides what a run builds. Reads the optional `version` (default:
 //! today's nightly, by UTC) and `packagingBranch` (default: `master` for nightlies, `HHVM-x.y`
 //! for releases), validates both, and adds `version`, `nightly`, `source` and `packagingBranch`
-//! to the pass-through payload. No AWS calls.
+//! to the pass-through payload, with the poll settings (`pollIntervalSeconds`, `pollLimit`)
+//! filled in where the input leaves them out. No AWS calls.
 
+use pipeline_core::polling::fill_poll_settings;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde_json::Value;
@@ -48,6 +50,7 @@ pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Valu
     let version = payload.optional_nonempty_str("version")?;
     let branch = payload.optional_nonempty_str("packagingBranch")?;
     let build = resolve_build_version(version.as_deref(), branch.as_deref(), today, buckets)?;
+    fill_poll_settings(&mut payload)?;
     tracing::info!(version = %build.version, branch = %build.packaging_branch, source = %build.source, "resolved build version");
 
     payload.set("version", build.version.to_string());
@@ -83,9 +86,23 @@ mod tests {
                 "version": "2026.11.21",
                 "nightly": true,
                 "source": {"bucket": "hhvm-downloads", "path": "source/nightlies/hhvm-nightly-2026.11.21.tar.gz"},
-                "packagingBranch": "master"
+                "packagingBranch": "master",
+                "pollIntervalSeconds": 60,
+                "pollLimit": 600
             })
         );
+    }
+
+    #[test]
+    fn poll_settings_given_are_kept_and_bad_ones_refused() {
+        let output = handle_on(&buckets(), json!({"pollIntervalSeconds": 1, "pollLimit": 30}), today()).unwrap();
+        assert_eq!(
+            (output["pollIntervalSeconds"].clone(), output["pollLimit"].clone()),
+            (json!(1), json!(30))
+        );
+        let error = handle_on(&buckets(), json!({"pollIntervalSeconds": 0}), today()).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("pollIntervalSeconds"), "{error}");
     }
 
     #[test]

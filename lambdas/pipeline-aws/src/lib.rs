@@ -4,12 +4,17 @@
 //! small function taking its SDK client, so the domain logic stays in `pipeline-core`.
 
 pub mod clients;
+pub mod cloudfront;
 pub mod config;
 pub mod ec2;
 pub mod errors;
+pub mod launch;
+pub mod launch_config;
 pub mod packaging;
 pub mod runtime;
 pub mod s3;
+pub mod sfn;
+pub mod single_worker;
 pub mod telemetry;
 
 pub use clients::{ec2_client, load_sdk_config, s3_client};

@@ -30,6 +30,29 @@ pub enum PipelineError {
     /// The function's environment is missing a variable or holds an unusable value.
     #[error("configuration variable {variable}: {problem}")]
     Configuration { variable: String, problem: String },
+
+    /// A child execution of this name exists with a different input: a retry would not be
+    /// the same request, so nothing is started.
+    #[error("execution {name:?} already exists: {problem}")]
+    ExecutionAlreadyExists { name: String, problem: String },
+
+    /// A CloudFront invalidation with this caller reference exists for different paths.
+    #[error("invalidation {caller_reference:?} already exists: {problem}")]
+    InvalidationAlreadyExists { caller_reference: String, problem: String },
+
+    /// Artifacts of a version that had to be built have no success marker (their job failed,
+    /// or never ran). The message names each, with its worker's log when there is one.
+    #[error("{version} did not build: {details}")]
+    BuildFailed { version: String, details: String },
+
+    /// Artifacts of a version that had to be published are not in the download bucket.
+    #[error("{version} is not published: {details}")]
+    PublishFailed { version: String, details: String },
+
+    /// An EC2 worker could not be launched (after the SDK's retries); the instances the same
+    /// call had already started were terminated. `target` is the distro or the job kind.
+    #[error("could not launch the worker for {target}: {detail}")]
+    WorkerLaunchFailed { target: String, detail: String },
 }
 
 impl PipelineError {
@@ -42,6 +65,11 @@ impl PipelineError {
             PipelineError::AwsServiceError { .. } => "AwsServiceError",
             PipelineError::CurrentTargetsUnavailable { .. } => "CurrentTargetsUnavailable",
             PipelineError::Configuration { .. } => "ConfigurationError",
+            PipelineError::ExecutionAlreadyExists { .. } => "ExecutionAlreadyExists",
+            PipelineError::InvalidationAlreadyExists { .. } => "InvalidationAlreadyExists",
+            PipelineError::WorkerLaunchFailed { .. } => "WorkerLaunchFailed",
+            PipelineError::BuildFailed { .. } => "BuildFailed",
+            PipelineError::PublishFailed { .. } => "PublishFailed",
         }
     }
 

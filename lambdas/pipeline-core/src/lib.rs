@@ -4,10 +4,14 @@
 
 pub mod distro;
 pub mod error;
+pub mod executions;
 pub mod instance;
+pub mod launch;
 pub mod layout;
 pub mod payload;
+pub mod polling;
 pub mod s3;
+pub mod userdata;
 pub mod version;
 
 pub use distro::Distro;

@@ -6,6 +6,8 @@
 //! One server serves a whole test binary; tests stay apart by using unique resource names
 //! (`unique_name`) and only the instances they launched themselves.
 
+pub mod workers;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;

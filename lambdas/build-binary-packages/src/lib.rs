@@ -1,0 +1,231 @@
+//! `hhvm-build-binary-packages`: starts one worker per distro to build the binary packages of
+//! `version` from the source tarball at `source`, and adds `distros` (every distro of this
+//! build), `skippedDistros` (those already built) and `instances` (one per started or
+//! re-found worker, in distro order) to the pass-through payload.
+//!
+//! - The distros are the input's `distros` (validated) or `CURRENT_TARGETS` on the packaging
+//!   branch.
+//! - A distro whose success marker for this version exists is skipped unless `force` is true.
+//! - Launches run concurrently with bounded parallelism, retried by the SDK when throttled; if
+//!   one finally fails, the instances this call started are terminated and the error
+//!   (`WorkerLaunchFailed`) names the distro.
+//! - A retried invocation with the same input finds its instances instead of starting more.
+//!
+//! The workers run `userdata/make-binary-package.sh`, embedded here at build time.
+
+use std::future::Future;
+
+use pipeline_aws::launch_config::LaunchConfig;
+use pipeline_core::launch::{LaunchPlan, WorkerRequest};
+use pipeline_core::layout::{JobKind, marker_key};
+use pipeline_core::payload::string_element;
+use pipeline_core::s3::Buckets;
+use pipeline_core::userdata::{Prelude, PreludeValue, base_prelude, worker_user_data};
+use pipeline_core::{Distro, PackagingBranch, Payload, PipelineError, S3Location};
+use serde_json::Value;
+
+pub const LIBRARY: &str = include_str!("../../../userdata/common.sh");
+pub const SCRIPT: &str = include_str!("../../../userdata/make-binary-package.sh");
+
+/// What the function needs besides its input.
+pub struct Deps {
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub buckets: Buckets,
+    pub config: LaunchConfig,
+    pub parallelism: usize,
+}
+
+/// The validated input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub worker: WorkerRequest,
+    pub source: S3Location,
+    /// `None`: read `CURRENT_TARGETS` of the packaging branch.
+    pub distros: Option<Vec<Distro>>,
+    pub force: bool,
+}
+
+impl BuildRequest {
+    pub fn from_payload(payload: &Payload) -> Result<BuildRequest, PipelineError> {
+        let worker = WorkerRequest::from_payload(payload)?;
+        let source = payload.required(
+            "source",
+            "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
+        )?;
+        let distros = match payload.get("distros") {
+            None | Some(Value::Null) => None,
+            Some(_) => {
+                let distros =
+                    payload.required_array("distros", "distro names such as debian-12-bookworm", |value| {
+                        string_element(value)?.parse::<Distro>()
+                    })?;
+                if distros.is_empty() {
+                    return Err(PipelineError::invalid_input(
+                        "distros",
+                        "is empty; leave it out to build CURRENT_TARGETS of the packaging branch",
+                    ));
+                }
+                Some(distros)
+            }
+        };
+        let force = payload.optional::<bool>("force", "a boolean")?.unwrap_or(false);
+        Ok(BuildRequest {
+            worker,
+            source,
+            distros,
+            force,
+        })
+    }
+}
+
+/// The assignments every distro's worker shares; building it checks every input value, so it
+/// runs before any remote call.
+pub fn shared_prelude(
+    request: &BuildRequest,
+    buckets: &Buckets,
+    config: &LaunchConfig,
+) -> Result<Prelude, PipelineError> {
+    let worker = &request.worker;
+    let mut prelude = base_prelude(&worker.version, buckets, &config.worker_settings)?;
+    prelude
+        .set(
+            "PACKAGING_BRANCH",
+            "packagingBranch",
+            PreludeValue::Branch(worker.packaging_branch),
+        )?
+        .set(
+            "SOURCE_BUCKET",
+            "source.bucket",
+            PreludeValue::Bucket(request.source.bucket.clone()),
+        )?
+        .set(
+            "SOURCE_KEY",
+            "source.path",
+            PreludeValue::Key(request.source.path.clone()),
+        )?;
+    Ok(prelude)
+}
+
+/// The launch of one distro's worker.
+pub fn plan_distro(
+    request: &BuildRequest,
+    shared: &Prelude,
+    distro: &Distro,
+    config: &LaunchConfig,
+) -> Result<LaunchPlan, PipelineError> {
+    let mut prelude = shared.clone();
+    prelude.set("DISTRO", "distros", PreludeValue::Distro(distro.clone()))?;
+    let user_data = worker_user_data(&prelude, LIBRARY, SCRIPT)?;
+    Ok(LaunchPlan::new(
+        JobKind::BinaryPackage,
+        request.worker.version,
+        Some(distro.clone()),
+        request.worker.execution.clone(),
+        user_data,
+        config.settings.clone(),
+    ))
+}
+
+/// Each distro once, in first-seen order.
+fn unique(distros: Vec<Distro>) -> Vec<Distro> {
+    let mut seen = std::collections::HashSet::new();
+    distros
+        .into_iter()
+        .filter(|distro| seen.insert(distro.clone()))
+        .collect()
+}
+
+/// `fetch_current_targets` reads `CURRENT_TARGETS` of a branch (`pipeline_aws::packaging` in
+/// the function; a fixture in tests, which must not reach GitHub).
+pub async fn handle<F, Fut>(deps: &Deps, fetch_current_targets: F, event: Value) -> Result<Value, PipelineError>
+where
+    F: FnOnce(PackagingBranch) -> Fut,
+    Fut: Future<Output = Result<Vec<Distro>, PipelineError>>,
+{
+    let mut payload = Payload::from_value(event)?;
+    let request = BuildRequest::from_payload(&payload)?;
+    let shared = shared_prelude(&request, &deps.buckets, &deps.config)?;
+
+    let distros = unique(match &request.distros {
+        Some(distros) => distros.clone(),
+        None => fetch_current_targets(request.worker.packaging_branch).await?,
+    });
+    let version = request.worker.version;
+    let mut to_build = Vec::new();
+    let mut skipped = Vec::new();
+    for distro in &distros {
+        let marker = S3Location {
+            bucket: deps.buckets.scratch.clone(),
+            path: marker_key(&version, JobKind::BinaryPackage, Some(distro)),
+        };
+        if !request.force && pipeline_aws::s3::object_exists(&deps.s3, &marker).await? {
+            tracing::info!(%distro, %marker, "already built; skipping");
+            skipped.push(distro.clone());
+        } else {
+            to_build.push(plan_distro(&request, &shared, distro, &deps.config)?);
+        }
+    }
+    let launched = pipeline_aws::launch::launch_workers(&deps.ec2, to_build, deps.parallelism).await?;
+    tracing::info!(%version, launched = launched.len(), skipped = skipped.len(), "binary package workers");
+
+    payload.set("distros", &distros);
+    payload.set("skippedDistros", &skipped);
+    payload.set("instances", launched.iter().map(|l| &l.instance_id).collect::<Vec<_>>());
+    Ok(payload.into_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(input: Value) -> Result<BuildRequest, PipelineError> {
+        BuildRequest::from_payload(&Payload::from_value(input).unwrap())
+    }
+
+    fn base() -> Value {
+        json!({"version": "4.168.2", "source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}})
+    }
+
+    #[test]
+    fn distros_and_force_are_optional() {
+        let parsed = request(base()).unwrap();
+        assert_eq!(parsed.distros, None);
+        assert!(!parsed.force);
+        let mut input = base();
+        input["distros"] = json!(["debian-12-bookworm"]);
+        input["force"] = json!(true);
+        let parsed = request(input).unwrap();
+        assert_eq!(parsed.distros.unwrap()[0].as_str(), "debian-12-bookworm");
+        assert!(parsed.force);
+    }
+
+    #[test]
+    fn bad_distros_and_force_name_their_field() {
+        for (distros, field) in [
+            (json!(["debian-12-bookworm", "x; id"]), "`distros[1]`"),
+            (json!([]), "`distros`"),
+            (json!("debian-12-bookworm"), "`distros`"),
+        ] {
+            let mut input = base();
+            input["distros"] = distros;
+            let error = request(input).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput");
+            assert!(error.to_string().contains(field), "{error}");
+        }
+        let mut input = base();
+        input["force"] = json!("yes");
+        assert!(request(input).unwrap_err().to_string().contains("`force`"));
+    }
+
+    #[test]
+    fn duplicates_are_built_once() {
+        let distros: Vec<Distro> = ["debian-12-bookworm", "ubuntu-24.04-noble", "debian-12-bookworm"]
+            .iter()
+            .map(|d| d.parse().unwrap())
+            .collect();
+        assert_eq!(unique(distros).len(), 2);
+    }
+}

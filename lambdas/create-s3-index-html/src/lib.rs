@@ -1,0 +1,316 @@
+//! `create-s3-index-html`: keeps an `index.html` listing in every directory of a bucket (the
+//! public downloads bucket has no other directory view), and invalidates the pages that
+//! changed on CloudFront.
+//!
+//! Unlike the original, it is incremental: the bucket is listed once, page by page, and each
+//! directory's page is rendered as soon as the listing has passed it; the page is written only
+//! when it differs from the stored one in more than its generation time, and only written pages
+//! are invalidated (collapsed into wildcards above a configurable cap). Memory holds the
+//! directories on the current path, never every page. The pass-through output gets a small
+//! `indexPages` summary.
+
+pub mod invalidation;
+pub mod listing;
+pub mod page;
+
+use pipeline_aws::cloudfront::is_distribution_id;
+use pipeline_core::executions::fnv1a;
+use pipeline_core::{BucketName, ObjectKey, Payload, PipelineError, S3Location};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::listing::{Directory, DirectoryWalker, ListedObject, Placement};
+
+/// Default of `INDEX_INVALIDATION_PATH_CAP`.
+pub const DEFAULT_INVALIDATION_PATH_CAP: usize = 100;
+
+/// How many changed directories the output names (the counts are always complete).
+const REPORTED_DIRECTORIES: usize = 10;
+
+/// Configuration read at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DOWNLOADS_BUCKET`: indexed when the payload names no `bucket` (the state machines).
+    pub default_bucket: Option<BucketName>,
+    /// `CLOUDFRONT_DISTRIBUTION_ID`: used when the payload names no distribution.
+    pub distribution_id: Option<String>,
+    /// `INDEX_INVALIDATION_PATH_CAP`: above this many changed pages, paths become wildcards.
+    pub invalidation_path_cap: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_bucket: None,
+            distribution_id: None,
+            invalidation_path_cap: DEFAULT_INVALIDATION_PATH_CAP,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_source(source: &impl pipeline_aws::config::Source) -> Result<Config, PipelineError> {
+        let default_bucket = match source.get("DOWNLOADS_BUCKET").filter(|v| !v.trim().is_empty()) {
+            Some(_) => Some(pipeline_aws::config::bucket(source, "DOWNLOADS_BUCKET")?),
+            None => None,
+        };
+        let distribution_id = source
+            .get("CLOUDFRONT_DISTRIBUTION_ID")
+            .filter(|v| !v.trim().is_empty());
+        if let Some(id) = &distribution_id
+            && !is_distribution_id(id)
+        {
+            return Err(PipelineError::configuration(
+                "CLOUDFRONT_DISTRIBUTION_ID",
+                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+            ));
+        }
+        let invalidation_path_cap = match source
+            .get("INDEX_INVALIDATION_PATH_CAP")
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => DEFAULT_INVALIDATION_PATH_CAP,
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|cap| (1..=invalidation::MAX_PATHS).contains(cap))
+                .ok_or_else(|| {
+                    PipelineError::configuration(
+                        "INDEX_INVALIDATION_PATH_CAP",
+                        format!(
+                            "{text:?} is not a number of paths from 1 to {}",
+                            invalidation::MAX_PATHS
+                        ),
+                    )
+                })?,
+        };
+        Ok(Config {
+            default_bucket,
+            distribution_id,
+            invalidation_path_cap,
+        })
+    }
+}
+
+/// What a run did: the `indexPages` output field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexSummary {
+    pub objects_listed: u64,
+    pub directories: u64,
+    pub pages_written: u64,
+    pub pages_unchanged: u64,
+    /// Keys with an empty path segment (`a//b`): they have no URL, so no page lists them.
+    pub keys_skipped: u64,
+    /// The first few written pages' directories (`/` for the root).
+    pub changed_directories: Vec<String>,
+    pub invalidation: Option<InvalidationSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidationSummary {
+    pub distribution_id: String,
+    pub id: String,
+    pub status: String,
+    pub path_count: usize,
+    /// The first few paths.
+    pub paths: Vec<String>,
+}
+
+/// The validated request.
+struct Request {
+    bucket: BucketName,
+    distribution_id: Option<String>,
+    execution_name: Option<String>,
+}
+
+fn parse_request(config: &Config, payload: &Payload) -> Result<Request, PipelineError> {
+    let bucket = match payload.optional::<BucketName>("bucket", "the name of the bucket to index")? {
+        Some(bucket) => bucket,
+        None => config.default_bucket.clone().ok_or_else(|| {
+            PipelineError::invalid_input(
+                "bucket",
+                "missing; expected the name of the bucket to index (DOWNLOADS_BUCKET, its default, is not set)",
+            )
+        })?,
+    };
+    let distribution_id = match payload.optional_nonempty_str("cloudfront")? {
+        Some(id) if is_distribution_id(&id) => Some(id),
+        Some(id) => {
+            return Err(PipelineError::invalid_input(
+                "cloudfront",
+                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+            ));
+        }
+        None => config.distribution_id.clone(),
+    };
+    let execution_name = payload.optional_nonempty_str("executionName")?;
+    Ok(Request {
+        bucket,
+        distribution_id,
+        execution_name,
+    })
+}
+
+pub async fn handle(
+    s3: &aws_sdk_s3::Client,
+    cloudfront: &aws_sdk_cloudfront::Client,
+    config: &Config,
+    event: Value,
+) -> Result<Value, PipelineError> {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    handle_at(s3, cloudfront, config, event, &now).await
+}
+
+/// `handle` with the generation time given, for tests.
+pub async fn handle_at(
+    s3: &aws_sdk_s3::Client,
+    cloudfront: &aws_sdk_cloudfront::Client,
+    config: &Config,
+    event: Value,
+    generated_at: &str,
+) -> Result<Value, PipelineError> {
+    let mut payload = Payload::from_value(event)?;
+    let request = parse_request(config, &payload)?;
+    let (mut summary, changed) = update_index_pages(s3, &request.bucket, generated_at).await?;
+
+    if let Some(distribution_id) = &request.distribution_id
+        && !changed.is_empty()
+    {
+        let paths = invalidation::invalidation_paths(&changed, config.invalidation_path_cap);
+        // Deterministic per execution and paths: a retried call finds the first attempt's
+        // invalidation. A manual call (no execution) is unique by its time.
+        let run = request.execution_name.as_deref().unwrap_or(generated_at);
+        let caller_reference = format!("s3-index-update-{run}-{:016x}", fnv1a(paths.join("\n").as_bytes()));
+        let created =
+            pipeline_aws::cloudfront::create_invalidation_once(cloudfront, distribution_id, &caller_reference, &paths)
+                .await?;
+        summary.invalidation = Some(InvalidationSummary {
+            distribution_id: distribution_id.clone(),
+            id: created.id,
+            status: created.status,
+            path_count: paths.len(),
+            paths: paths.into_iter().take(REPORTED_DIRECTORIES).collect(),
+        });
+    }
+    tracing::info!(
+        bucket = %request.bucket,
+        directories = summary.directories,
+        written = summary.pages_written,
+        unchanged = summary.pages_unchanged,
+        "index pages updated"
+    );
+    payload.set("indexPages", summary);
+    Ok(payload.into_value())
+}
+
+/// Lists `bucket` and brings every directory's page up to date; returns the summary and the
+/// paths of the directories whose pages were written.
+async fn update_index_pages(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    generated_at: &str,
+) -> Result<(IndexSummary, Vec<String>), PipelineError> {
+    let mut summary = IndexSummary::default();
+    let mut changed = Vec::new();
+    let mut walker = DirectoryWalker::new();
+    let mut finished: Vec<Directory> = Vec::new();
+    let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), None);
+    while let Some(objects) = listing.next_page().await? {
+        for object in objects {
+            summary.objects_listed += 1;
+            let listed = ListedObject {
+                key: object.key,
+                size: object.size,
+                last_modified: object.last_modified,
+            };
+            let placement = walker
+                .push(listed, &mut finished)
+                .map_err(|error| PipelineError::aws(format!("S3 ListObjectsV2 s3://{bucket}"), error))?;
+            if placement == Placement::Skipped {
+                summary.keys_skipped += 1;
+            }
+        }
+        for directory in finished.drain(..) {
+            update_page(s3, bucket, &directory, generated_at, &mut summary, &mut changed).await?;
+        }
+    }
+    walker.finish(&mut finished);
+    for directory in finished.drain(..) {
+        update_page(s3, bucket, &directory, generated_at, &mut summary, &mut changed).await?;
+    }
+    Ok((summary, changed))
+}
+
+async fn update_page(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    directory: &Directory,
+    generated_at: &str,
+    summary: &mut IndexSummary,
+    changed: &mut Vec<String>,
+) -> Result<(), PipelineError> {
+    summary.directories += 1;
+    let rendered = page::render_index_page(directory, generated_at);
+    let key: ObjectKey = directory.index_key().parse().map_err(|problem| {
+        PipelineError::aws(
+            format!("S3 ListObjectsV2 s3://{bucket}"),
+            format!("no page key for a directory: {problem}"),
+        )
+    })?;
+    let location = S3Location {
+        bucket: bucket.clone(),
+        path: key,
+    };
+    if directory.has_index_page
+        && let Some(stored) = pipeline_aws::s3::get_object_bytes(s3, &location).await?
+        && !page::pages_differ(&stored, &rendered)
+    {
+        summary.pages_unchanged += 1;
+        return Ok(());
+    }
+    pipeline_aws::s3::put_object(s3, &location, rendered.into_bytes(), "text/html; charset=utf-8").await?;
+    summary.pages_written += 1;
+    if summary.changed_directories.len() < REPORTED_DIRECTORIES {
+        summary.changed_directories.push(page::directory_url(&directory.path));
+    }
+    changed.push(directory.path.clone());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_defaults_and_validation() {
+        let unset = |_: &str| None;
+        let config = Config::from_source(&unset).unwrap();
+        assert_eq!(
+            (config.distribution_id, config.invalidation_path_cap),
+            (None, DEFAULT_INVALIDATION_PATH_CAP)
+        );
+        let set = |name: &str| match name {
+            "CLOUDFRONT_DISTRIBUTION_ID" => Some("E35YBTV6QCR5BA".to_string()),
+            "INDEX_INVALIDATION_PATH_CAP" => Some("250".to_string()),
+            _ => None,
+        };
+        let config = Config::from_source(&set).unwrap();
+        assert_eq!(
+            (config.distribution_id.as_deref(), config.invalidation_path_cap),
+            (Some("E35YBTV6QCR5BA"), 250)
+        );
+        for bad in ["0", "3001", "many"] {
+            let source = move |name: &str| (name == "INDEX_INVALIDATION_PATH_CAP").then(|| bad.to_string());
+            let error = Config::from_source(&source).unwrap_err();
+            assert!(error.to_string().contains("INDEX_INVALIDATION_PATH_CAP"), "{error}");
+        }
+        let bad_id = |name: &str| (name == "CLOUDFRONT_DISTRIBUTION_ID").then(|| "e3".to_string());
+        assert_eq!(
+            Config::from_source(&bad_id).unwrap_err().error_type(),
+            "ConfigurationError"
+        );
+    }
+}

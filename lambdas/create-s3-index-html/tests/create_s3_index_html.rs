@@ -1,0 +1,349 @@
+//! create-s3-index-html against moto's S3 and CloudFront through the real SDK clients, over a
+//! bucket of a few thousand keys.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_cloudfront::types::{
+    DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use create_s3_index_html::{Config, handle_at};
+use pipeline_testing::{MotoServer, create_bucket, unique_name, unreachable_sdk_config};
+use serde_json::{Value, json};
+
+struct Clients {
+    s3: aws_sdk_s3::Client,
+    cloudfront: aws_sdk_cloudfront::Client,
+}
+
+async fn clients() -> Clients {
+    let config = MotoServer::shared().sdk_config().await;
+    Clients {
+        s3: pipeline_aws::s3_client(&config),
+        cloudfront: aws_sdk_cloudfront::Client::new(&config),
+    }
+}
+
+async fn create_distribution(cloudfront: &aws_sdk_cloudfront::Client) -> String {
+    let origin = Origin::builder()
+        .id("downloads")
+        .domain_name("hhvm-downloads.s3.amazonaws.com")
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+        .build()
+        .unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(unique_name("distribution"))
+        .comment("test")
+        .enabled(true)
+        .origins(Origins::builder().quantity(1).items(origin).build().unwrap())
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("downloads")
+                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let output = cloudfront
+        .create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .expect("create a distribution");
+    output.distribution().unwrap().id().to_string()
+}
+
+async fn invalidation_count(cloudfront: &aws_sdk_cloudfront::Client, distribution: &str) -> usize {
+    let list = cloudfront
+        .list_invalidations()
+        .distribution_id(distribution)
+        .send()
+        .await
+        .unwrap();
+    list.invalidation_list().map(|l| l.items().len()).unwrap_or(0)
+}
+
+/// The keys of the test bucket: big and small directories, deep paths, folder markers, a
+/// foreign root page, names that need escaping, and keys without a URL.
+fn bucket_keys() -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    keys.extend((0..1200).map(|i| format!("debian/pool/main/h/hhvm/hhvm_4.{i}.0-1~bookworm_amd64.deb")));
+    keys.extend((0..500).map(|i| {
+        format!(
+            "source/nightlies/hhvm-nightly-2026.{:02}.{:02}.tar.gz",
+            i / 28 + 1,
+            i % 28 + 1
+        )
+    }));
+    for d in 0..30 {
+        keys.extend((0..10).map(|f| format!("ubuntu/dists/d{d}/main/f{f}")));
+    }
+    keys.extend(
+        [
+            "a/b/c/d/e/deep.txt",
+            "debian/",
+            "empty-dir/",
+            "index.html",
+            "README.txt",
+            "weird/a b&c<d>.txt",
+            "weird/quote\"s'.txt",
+            "weird/ünïcödé.txt",
+            "weird/star*?#.txt",
+            "weird//no-url.txt",
+        ]
+        .map(String::from),
+    );
+    keys
+}
+
+/// Directories a page is expected for, computed independently of the Lambda's walker.
+fn expected_directories(keys: &[String]) -> BTreeSet<String> {
+    let mut directories = BTreeSet::from([String::new()]);
+    for key in keys.iter().filter(|k| !k.contains("//")) {
+        let segments: Vec<&str> = key.split('/').collect();
+        for depth in 1..segments.len() {
+            directories.insert(segments[..depth].join("/"));
+        }
+    }
+    directories
+}
+
+async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String]) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
+        let (s3, bucket, chunk) = (s3.clone(), bucket.to_string(), chunk.to_vec());
+        tasks.spawn(async move {
+            for key in chunk {
+                let body = if key == "index.html" {
+                    "<html>an old page</html>".to_string()
+                } else {
+                    format!("content of {key}")
+                };
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(body.into_bytes()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
+
+async fn page(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let output = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    assert_eq!(output.content_type(), Some("text/html; charset=utf-8"), "{key}");
+    String::from_utf8(output.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalidated() {
+    let clients = clients().await;
+    let bucket = create_bucket(&clients.s3, "downloads").await;
+    let distribution = create_distribution(&clients.cloudfront).await;
+    let keys = bucket_keys();
+    upload(&clients.s3, &bucket, &keys).await;
+    let directories = expected_directories(&keys);
+    let config = Config {
+        default_bucket: None,
+        distribution_id: Some(distribution.clone()),
+        invalidation_path_cap: 20,
+    };
+    let input = json!({"bucket": bucket, "executionName": "publish-1", "unknown": {"kept": [1, null]}});
+
+    // First run: every directory gets a page, the foreign root page is replaced.
+    let output = handle_at(
+        &clients.s3,
+        &clients.cloudfront,
+        &config,
+        input.clone(),
+        "2026-11-21T10:00:00Z",
+    )
+    .await
+    .unwrap();
+    let summary = &output["indexPages"];
+    assert_eq!(summary["objectsListed"], keys.len());
+    assert_eq!(summary["keysSkipped"], 1);
+    assert_eq!(summary["directories"], directories.len());
+    assert_eq!(summary["pagesWritten"], directories.len());
+    assert_eq!(summary["pagesUnchanged"], 0);
+    let invalidation = &summary["invalidation"];
+    let path_count = invalidation["pathCount"].as_u64().unwrap();
+    assert!((1..=20).contains(&path_count), "{invalidation}");
+    assert_eq!(invalidation["distributionId"], distribution);
+    assert_eq!(invalidation_count(&clients.cloudfront, &distribution).await, 1);
+    assert_eq!(output["unknown"], input["unknown"]);
+    assert!(
+        serde_json::to_string(&output).unwrap().len() < 2000,
+        "the output stays small: {output}"
+    );
+    for directory in &directories {
+        let key = if directory.is_empty() {
+            "index.html".to_string()
+        } else {
+            format!("{directory}/index.html")
+        };
+        assert!(
+            page(&clients.s3, &bucket, &key).await.starts_with("<!DOCTYPE html>"),
+            "{key}"
+        );
+    }
+
+    let root = page(&clients.s3, &bucket, "index.html").await;
+    for link in ["debian/", "empty-dir/", "weird/", "a/", "source/", "ubuntu/"] {
+        assert!(
+            root.contains(&format!(r#"<a href="{link}">{link}</a>"#)),
+            "root lacks {link}: {root}"
+        );
+    }
+    assert!(root.contains(r#"<a href="README.txt">README.txt</a>"#), "{root}");
+    assert!(
+        !root.contains(r#"href="index.html""#),
+        "a page does not list itself: {root}"
+    );
+    assert!(!root.contains("an old page"), "{root}");
+
+    let weird = page(&clients.s3, &bucket, "weird/index.html").await;
+    assert!(weird.contains(r#"href="a%20b%26c%3Cd%3E.txt""#), "{weird}");
+    assert!(weird.contains("a b&amp;c&lt;d&gt;.txt"), "{weird}");
+    assert!(
+        weird.contains("quote&quot;s&#x27;.txt") || weird.contains("quote&quot;s&#39;.txt"),
+        "{weird}"
+    );
+    assert!(weird.contains(r#"href="%C3%BCn%C3%AFc%C3%B6d%C3%A9.txt""#), "{weird}");
+    assert!(weird.contains(r#"href="star%2A%3F%23.txt""#), "{weird}");
+    assert!(!weird.contains("no-url"), "{weird}");
+    assert!(weird.contains(r#"<a href="/">..</a>"#), "{weird}");
+
+    let debian = page(&clients.s3, &bucket, "debian/index.html").await;
+    assert!(!debian.contains(r#"href="""#), "a folder marker is no file: {debian}");
+    assert!(debian.contains(r#"<a href="pool/">pool/</a>"#), "{debian}");
+    assert!(
+        page(&clients.s3, &bucket, "empty-dir/index.html")
+            .await
+            .contains("This directory is empty.")
+    );
+    let pool = page(&clients.s3, &bucket, "debian/pool/main/h/hhvm/index.html").await;
+    assert_eq!(pool.matches("📃").count(), 1200);
+    assert!(pool.contains(r#"<a href="/debian/pool/main/h/">..</a>"#), "{pool}");
+
+    // Second run, later: nothing changed, so nothing is written or invalidated.
+    let again = handle_at(
+        &clients.s3,
+        &clients.cloudfront,
+        &config,
+        input.clone(),
+        "2026-11-22T10:00:00Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["indexPages"]["pagesWritten"], 0);
+    assert_eq!(again["indexPages"]["pagesUnchanged"], directories.len());
+    assert_eq!(again["indexPages"]["invalidation"], Value::Null);
+    assert_eq!(invalidation_count(&clients.cloudfront, &distribution).await, 1);
+    assert!(
+        page(&clients.s3, &bucket, "index.html")
+            .await
+            .contains("2026-11-21T10:00:00Z")
+    );
+
+    // One new package: only its directory's page is rewritten and invalidated.
+    upload(
+        &clients.s3,
+        &bucket,
+        &["debian/pool/main/h/hhvm/hhvm_9.9.9-1~bookworm_amd64.deb".to_string()],
+    )
+    .await;
+    let input = json!({"bucket": bucket, "executionName": "publish-2"});
+    let third = handle_at(&clients.s3, &clients.cloudfront, &config, input, "2026-11-23T10:00:00Z")
+        .await
+        .unwrap();
+    let summary = &third["indexPages"];
+    assert_eq!(summary["pagesWritten"], 1);
+    assert_eq!(summary["changedDirectories"], json!(["/debian/pool/main/h/hhvm/"]));
+    assert_eq!(summary["invalidation"]["paths"], json!(["/debian/pool/main/h/hhvm/"]));
+    assert_eq!(invalidation_count(&clients.cloudfront, &distribution).await, 2);
+    let pool = page(&clients.s3, &bucket, "debian/pool/main/h/hhvm/index.html").await;
+    assert!(pool.contains("hhvm_9.9.9-1~bookworm_amd64.deb") && pool.contains("2026-11-23T10:00:00Z"));
+    assert!(
+        page(&clients.s3, &bucket, "index.html")
+            .await
+            .contains("2026-11-21T10:00:00Z"),
+        "the root page was kept"
+    );
+}
+
+#[tokio::test]
+async fn without_a_distribution_pages_are_written_and_nothing_is_invalidated() {
+    let clients = clients().await;
+    let bucket = create_bucket(&clients.s3, "downloads").await;
+    upload(&clients.s3, &bucket, &["source/hhvm-4.168.2.tar.gz".to_string()]).await;
+    // Any CloudFront call through this client would fail.
+    let cloudfront = aws_sdk_cloudfront::Client::new(&unreachable_sdk_config().await);
+    let output = handle_at(
+        &clients.s3,
+        &cloudfront,
+        // Without `bucket` in the input (as the state machines call it), DOWNLOADS_BUCKET's.
+        &Config {
+            default_bucket: Some(bucket.parse().unwrap()),
+            ..Config::default()
+        },
+        json!({}),
+        "2026-11-21T10:00:00Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(output["indexPages"]["pagesWritten"], 2);
+    assert_eq!(output["indexPages"]["changedDirectories"], json!(["/source/", "/"]));
+    assert_eq!(output["indexPages"]["invalidation"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_an_aws_service_error() {
+    let clients = clients().await;
+    let input = json!({"bucket": unique_name("no-such-bucket")});
+    let error = handle_at(&clients.s3, &clients.cloudfront, &Config::default(), input, "now")
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "AwsServiceError");
+    assert!(error.to_string().contains("ListObjectsV2"), "{error}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error_and_writes_nothing() {
+    let unreachable = unreachable_sdk_config().await;
+    let s3 = pipeline_aws::s3_client(&unreachable);
+    let cloudfront = aws_sdk_cloudfront::Client::new(&unreachable);
+    let cases = [
+        (json!({}), "`bucket`: missing"),
+        (json!({"bucket": "Bad_Bucket"}), "not a valid S3 bucket name"),
+        (json!({"bucket": 5}), "`bucket`"),
+        (
+            json!({"bucket": "hhvm-downloads", "cloudfront": "lower-case"}),
+            "`cloudfront`",
+        ),
+        (
+            json!({"bucket": "hhvm-downloads", "executionName": 1}),
+            "`executionName`",
+        ),
+        (json!([]), "expected a JSON object"),
+    ];
+    for (input, text) in cases {
+        let error = handle_at(&s3, &cloudfront, &Config::default(), input.clone(), "now")
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput", "{input}: {error}");
+        assert!(error.to_string().contains(text), "{input}: {error}");
+    }
+}

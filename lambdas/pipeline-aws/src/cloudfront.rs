@@ -1,0 +1,163 @@
+//! CloudFront calls.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudfront::Client;
+use aws_sdk_cloudfront::error::SdkError;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use pipeline_core::PipelineError;
+
+/// How far back an earlier attempt's invalidation is looked for. Retries of a Task happen
+/// within minutes; the window bounds how much invalidation history is read.
+const RETRY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// An invalidation, as the pipeline reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    pub id: String,
+    pub status: String,
+    /// False when an earlier attempt had already created it.
+    pub created_now: bool,
+}
+
+/// Whether `text` looks like a CloudFront distribution ID (upper-case letters and digits).
+pub fn is_distribution_id(text: &str) -> bool {
+    (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Creates an invalidation of `paths` with `caller_reference`, unless one with that reference
+/// exists already. CloudFront itself answers a repeated reference with the earlier
+/// invalidation, but emulators do not, and looking first also turns "same reference, other
+/// paths" into the typed `InvalidationAlreadyExists` before anything is sent.
+pub async fn create_invalidation_once(
+    cloudfront: &Client,
+    distribution_id: &str,
+    caller_reference: &str,
+    paths: &[String],
+) -> Result<Invalidation, PipelineError> {
+    if let Some(existing) = find_invalidation(cloudfront, distribution_id, caller_reference, paths).await? {
+        return Ok(existing);
+    }
+    let batch = InvalidationBatch::builder()
+        .caller_reference(caller_reference)
+        .paths(
+            Paths::builder()
+                .quantity(paths.len() as i32)
+                .set_items(Some(paths.to_vec()))
+                .build()
+                .map_err(|error| PipelineError::invalid_input("paths", error))?,
+        )
+        .build()
+        .map_err(|error| PipelineError::invalid_input("paths", error))?;
+    let result = cloudfront
+        .create_invalidation()
+        .distribution_id(distribution_id)
+        .invalidation_batch(batch)
+        .send()
+        .await;
+    match result {
+        Ok(output) => {
+            let invalidation = output.invalidation();
+            Ok(Invalidation {
+                id: invalidation.map(|i| i.id().to_string()).unwrap_or_default(),
+                status: invalidation.map(|i| i.status().to_string()).unwrap_or_default(),
+                created_now: true,
+            })
+        }
+        // The SDK models no type for this code; CloudFront sends it for a reused reference.
+        Err(SdkError::ServiceError(context))
+            if context.err().meta().code() == Some("InvalidationBatchAlreadyExists") =>
+        {
+            Err(PipelineError::InvalidationAlreadyExists {
+                caller_reference: caller_reference.to_string(),
+                problem: "CloudFront holds an invalidation with this reference for other paths".to_string(),
+            })
+        }
+        Err(error) => Err(crate::service_error(
+            &format!("CloudFront CreateInvalidation on {distribution_id}"),
+            error,
+        )),
+    }
+}
+
+async fn find_invalidation(
+    cloudfront: &Client,
+    distribution_id: &str,
+    caller_reference: &str,
+    paths: &[String],
+) -> Result<Option<Invalidation>, PipelineError> {
+    let since = SystemTime::now() - RETRY_WINDOW;
+    let mut marker: Option<String> = None;
+    loop {
+        let page = cloudfront
+            .list_invalidations()
+            .distribution_id(distribution_id)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|error| {
+                crate::service_error(&format!("CloudFront ListInvalidations on {distribution_id}"), error)
+            })?;
+        let Some(list) = page.invalidation_list() else {
+            return Ok(None);
+        };
+        let recent: Vec<&str> = list
+            .items()
+            .iter()
+            .filter(|summary| SystemTime::try_from(*summary.create_time()).is_ok_and(|created| created >= since))
+            .map(|summary| summary.id())
+            .collect();
+        for id in &recent {
+            let output = cloudfront
+                .get_invalidation()
+                .distribution_id(distribution_id)
+                .id(*id)
+                .send()
+                .await
+                .map_err(|error| crate::service_error(&format!("CloudFront GetInvalidation {id}"), error))?;
+            let Some(invalidation) = output.invalidation() else {
+                continue;
+            };
+            let Some(batch) = invalidation.invalidation_batch() else {
+                continue;
+            };
+            if batch.caller_reference() != caller_reference {
+                continue;
+            }
+            let existing_paths = batch.paths().map(|p| p.items()).unwrap_or_default();
+            if existing_paths != paths {
+                return Err(PipelineError::InvalidationAlreadyExists {
+                    caller_reference: caller_reference.to_string(),
+                    problem: format!("{id} invalidates {existing_paths:?}, not {paths:?}"),
+                });
+            }
+            tracing::info!(id, "invalidation already created by an earlier attempt");
+            return Ok(Some(Invalidation {
+                id: invalidation.id().to_string(),
+                status: invalidation.status().to_string(),
+                created_now: false,
+            }));
+        }
+        // CloudFront lists the newest first: a page with nothing recent ends the search.
+        if recent.is_empty() || !list.is_truncated() {
+            return Ok(None);
+        }
+        marker = list.next_marker().map(str::to_string);
+        if marker.is_none() {
+            return Ok(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_ids_are_upper_case_alphanumerics() {
+        assert!(is_distribution_id("E35YBTV6QCR5BA"));
+        for bad in ["", "e35ybtv6qcr5ba", "E35/..", "E35 YB", &"E".repeat(33)] {
+            assert!(!is_distribution_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Step Functions calls.
+
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::error::SdkError;
+use pipeline_core::PipelineError;
+use serde_json::Value;
+
+/// Starts an execution of `state_machine_arn` named `name` with `input`, or finds the one a
+/// previous attempt started. Step Functions answers a repeated start of a running execution
+/// with the same ARN, and a repeated start of a finished one with `ExecutionAlreadyExists`;
+/// in that case the existing execution counts as ours when its input is the same JSON. Another
+/// input under the same name is the typed error `ExecutionAlreadyExists`.
+pub async fn start_execution_once(
+    sfn: &Client,
+    state_machine_arn: &str,
+    name: &str,
+    input: &Value,
+) -> Result<String, PipelineError> {
+    let input_text = serde_json::to_string(input).expect("a JSON value always serializes");
+    let result = sfn
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(name)
+        .input(&input_text)
+        .send()
+        .await;
+    match result {
+        Ok(output) => Ok(output.execution_arn().to_string()),
+        Err(SdkError::ServiceError(context)) if context.err().is_execution_already_exists() => {
+            let arn = execution_arn(state_machine_arn, name).ok_or_else(|| {
+                PipelineError::configuration(
+                    "(state machine ARN)",
+                    format!("{state_machine_arn:?} is not a state machine ARN"),
+                )
+            })?;
+            let existing = sfn
+                .describe_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+                .map_err(|error| crate::service_error("Step Functions DescribeExecution", error))?;
+            let existing_input = existing
+                .input()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok());
+            if existing_input.as_ref() == Some(input) {
+                tracing::info!(%arn, "execution already started by an earlier attempt");
+                Ok(arn)
+            } else {
+                Err(PipelineError::ExecutionAlreadyExists {
+                    name: name.to_string(),
+                    problem: format!(
+                        "{arn} was started with a different input ({}); expected {input_text}",
+                        existing.input().unwrap_or("none")
+                    ),
+                })
+            }
+        }
+        Err(error) => Err(crate::service_error("Step Functions StartExecution", error)),
+    }
+}
+
+/// The ARN an execution named `name` of a standard state machine gets.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
+    let (prefix, machine) = state_machine_arn.split_once(":stateMachine:")?;
+    Some(format!("{prefix}:execution:{machine}:{name}"))
+}
+
+/// What a parent needs to know about a child execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionStatus {
+    pub status: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// The status of an execution, or `None` when Step Functions does not know it.
+pub async fn describe_execution_status(sfn: &Client, arn: &str) -> Result<Option<ExecutionStatus>, PipelineError> {
+    match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(output) => Ok(Some(ExecutionStatus {
+            status: output.status().as_str().to_string(),
+            error: output.error().filter(|e| !e.is_empty()).map(str::to_string),
+            cause: output.cause().filter(|c| !c.is_empty()).map(str::to_string),
+        })),
+        Err(SdkError::ServiceError(context)) if context.err().is_execution_does_not_exist() => Ok(None),
+        Err(error) => Err(crate::service_error(
+            &format!("Step Functions DescribeExecution {arn}"),
+            error,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arns_follow_the_state_machine_arn() {
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:us-west-2:123456789012:stateMachine:hhvm-build",
+                "run-build-4_1_2"
+            )
+            .as_deref(),
+            Some("arn:aws:states:us-west-2:123456789012:execution:hhvm-build:run-build-4_1_2")
+        );
+        assert_eq!(execution_arn("not-an-arn", "x"), None);
+    }
+}

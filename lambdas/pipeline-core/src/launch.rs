@@ -1,0 +1,426 @@
+//! What to launch, as plain data: which worker job, for which version and distro, with which
+//! user data, instance settings and tags, under which idempotency key. The EC2 calls that act
+//! on a plan live in `pipeline-aws`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+use crate::layout::JobKind;
+use crate::{Distro, PackagingBranch, Payload, PipelineError, Version};
+
+/// Tag carrying a launch's idempotency key; a retried invocation finds its instance by it.
+pub const IDEMPOTENCY_TAG: &str = "IdempotencyKey";
+
+/// The name of the Step Functions execution that asked for a launch (`$$.Execution.Name`):
+/// 1-80 characters of letters, digits, `-`, `_` and `.`, so it is safe in a tag and a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExecutionName(String);
+
+impl ExecutionName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The optional `executionName` field of a payload (absent when an operator invokes a
+    /// function by hand).
+    pub fn from_payload(payload: &Payload) -> Result<Option<ExecutionName>, PipelineError> {
+        payload
+            .optional_nonempty_str("executionName")?
+            .map(|text| {
+                text.parse()
+                    .map_err(|problem| PipelineError::invalid_input("executionName", problem))
+            })
+            .transpose()
+    }
+}
+
+impl FromStr for ExecutionName {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+        if value.is_empty() || value.len() > 80 || !value.bytes().all(allowed) {
+            return Err(format!(
+                "{value:?} is not an execution name (1-80 letters, digits, '-', '_' or '.')"
+            ));
+        }
+        Ok(ExecutionName(value.to_string()))
+    }
+}
+
+impl fmt::Display for ExecutionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What every launching function reads from its payload: the version (required), the
+/// packaging branch (`packagingBranch`, default from the version), and the optional
+/// `executionName`. An optional `nightly` must agree with the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRequest {
+    pub version: Version,
+    pub packaging_branch: PackagingBranch,
+    pub execution: Option<ExecutionName>,
+}
+
+impl WorkerRequest {
+    pub fn from_payload(payload: &Payload) -> Result<WorkerRequest, PipelineError> {
+        let version: Version = payload
+            .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
+            .parse()
+            .map_err(|error: PipelineError| error.in_field("version"))?;
+        let nightly = payload.optional::<bool>("nightly", "a boolean")?;
+        if nightly.is_some_and(|nightly| nightly != version.is_nightly()) {
+            let kind = if version.is_nightly() { "a nightly" } else { "a release" };
+            return Err(PipelineError::invalid_input(
+                "nightly",
+                format!("is {} but version {version} is {kind}", !version.is_nightly()),
+            ));
+        }
+        let packaging_branch = match payload.optional_nonempty_str("packagingBranch")? {
+            Some(text) => text.parse()?,
+            None => version.default_packaging_branch(),
+        };
+        Ok(WorkerRequest {
+            version,
+            packaging_branch,
+            execution: ExecutionName::from_payload(payload)?,
+        })
+    }
+}
+
+/// The key that makes a launch idempotent: the same execution, job, version and distro always
+/// give the same key, and any difference gives another. Without an execution name (a hand
+/// invocation) the key covers job, version and distro only, so repeating a hand invocation
+/// also finds the worker already running for that version.
+///
+/// 32 hex digits of SHA-256: within EC2's 64-character `ClientToken` limit and a tag value.
+pub fn idempotency_key(
+    execution: Option<&ExecutionName>,
+    job: JobKind,
+    version: &Version,
+    distro: Option<&Distro>,
+) -> String {
+    let mut hasher = Sha256::new();
+    // Fields are separated by a byte none of them can contain, so ("a","bc") ≠ ("ab","c").
+    for part in [
+        execution.map_or("", ExecutionName::as_str),
+        job.as_str(),
+        &version.to_string(),
+        distro.map_or("", Distro::as_str),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The `Name` tag of a worker, as the original pipeline named them (operators search for these).
+pub fn instance_name(job: JobKind, version: &Version, distro: Option<&Distro>) -> String {
+    match (job, distro) {
+        (JobKind::BinaryPackage, Some(distro)) => format!("hhvm-build-{version}-{distro}"),
+        (JobKind::BinaryPackage, None) => format!("hhvm-build-{version}-binary-package"),
+        (JobKind::SourceTarball, _) => format!("hhvm-build-{version}-source-tarball"),
+        (JobKind::UpdateRepositories, _) => format!("hhvm-{version}-update-repos"),
+        (JobKind::PublishReleaseSource, _) => format!("hhvm-{version}-publish-source"),
+    }
+}
+
+/// An instance profile, given by ARN or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceProfile {
+    Arn(String),
+    Name(String),
+}
+
+impl InstanceProfile {
+    pub fn parse(value: &str) -> InstanceProfile {
+        if value.starts_with("arn:") {
+            InstanceProfile::Arn(value.to_string())
+        } else {
+            InstanceProfile::Name(value.to_string())
+        }
+    }
+}
+
+/// How a worker's instance is configured (from the launching function's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSettings {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub security_group_ids: Vec<String>,
+    pub instance_profile: InstanceProfile,
+    pub key_name: Option<String>,
+    pub root_device_name: String,
+    pub root_volume_gib: i32,
+}
+
+/// One worker to launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchPlan {
+    pub job: JobKind,
+    pub version: Version,
+    pub distro: Option<Distro>,
+    pub execution: Option<ExecutionName>,
+    pub idempotency_key: String,
+    pub user_data: String,
+    pub settings: InstanceSettings,
+}
+
+impl LaunchPlan {
+    pub fn new(
+        job: JobKind,
+        version: Version,
+        distro: Option<Distro>,
+        execution: Option<ExecutionName>,
+        user_data: String,
+        settings: InstanceSettings,
+    ) -> LaunchPlan {
+        let idempotency_key = idempotency_key(execution.as_ref(), job, &version, distro.as_ref());
+        LaunchPlan {
+            job,
+            version,
+            distro,
+            execution,
+            idempotency_key,
+            user_data,
+            settings,
+        }
+    }
+
+    /// What the launch is for, in errors and logs: the distro, or the job kind.
+    pub fn target(&self) -> String {
+        match &self.distro {
+            Some(distro) => distro.to_string(),
+            None => self.job.to_string(),
+        }
+    }
+
+    /// Tags for the instance and its volume. Every value has passed a strict pattern.
+    pub fn tags(&self) -> Vec<(String, String)> {
+        let mut tags = vec![
+            (
+                "Name".to_string(),
+                instance_name(self.job, &self.version, self.distro.as_ref()),
+            ),
+            ("Version".to_string(), self.version.to_string()),
+            ("JobKind".to_string(), self.job.to_string()),
+        ];
+        if let Some(distro) = &self.distro {
+            tags.push(("Distro".to_string(), distro.to_string()));
+        }
+        if let Some(execution) = &self.execution {
+            tags.push(("Execution".to_string(), execution.to_string()));
+        }
+        tags.push((IDEMPOTENCY_TAG.to_string(), self.idempotency_key.clone()));
+        tags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn version() -> Version {
+        "4.168.2".parse().unwrap()
+    }
+
+    fn distro(name: &str) -> Distro {
+        name.parse().unwrap()
+    }
+
+    fn execution(name: &str) -> ExecutionName {
+        name.parse().unwrap()
+    }
+
+    fn settings() -> InstanceSettings {
+        InstanceSettings {
+            image_id: "ami-0123".into(),
+            instance_type: "m5.2xlarge".into(),
+            subnet_id: "subnet-1".into(),
+            security_group_ids: vec!["sg-1".into()],
+            instance_profile: InstanceProfile::parse("hhvm-binary-package-builder"),
+            key_name: None,
+            root_device_name: "/dev/sda1".into(),
+            root_volume_gib: 95,
+        }
+    }
+
+    #[test]
+    fn idempotency_key_is_stable_and_differs_by_every_part() {
+        let bookworm = distro("debian-12-bookworm");
+        let key = idempotency_key(
+            Some(&execution("run-1")),
+            JobKind::BinaryPackage,
+            &version(),
+            Some(&bookworm),
+        );
+        assert_eq!(key.len(), 32);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            key,
+            idempotency_key(
+                Some(&execution("run-1")),
+                JobKind::BinaryPackage,
+                &version(),
+                Some(&bookworm)
+            )
+        );
+        let others = [
+            idempotency_key(
+                Some(&execution("run-2")),
+                JobKind::BinaryPackage,
+                &version(),
+                Some(&bookworm),
+            ),
+            idempotency_key(None, JobKind::BinaryPackage, &version(), Some(&bookworm)),
+            idempotency_key(
+                Some(&execution("run-1")),
+                JobKind::SourceTarball,
+                &version(),
+                Some(&bookworm),
+            ),
+            idempotency_key(
+                Some(&execution("run-1")),
+                JobKind::BinaryPackage,
+                &"4.168.3".parse().unwrap(),
+                Some(&bookworm),
+            ),
+            idempotency_key(
+                Some(&execution("run-1")),
+                JobKind::BinaryPackage,
+                &version(),
+                Some(&distro("ubuntu-24.04-noble")),
+            ),
+            idempotency_key(Some(&execution("run-1")), JobKind::BinaryPackage, &version(), None),
+        ];
+        for other in &others {
+            assert_ne!(&key, other);
+        }
+    }
+
+    #[test]
+    fn plans_carry_reference_names_and_all_tags() {
+        let plan = LaunchPlan::new(
+            JobKind::BinaryPackage,
+            version(),
+            Some(distro("debian-12-bookworm")),
+            Some(execution("nightly-2026")),
+            "#!/bin/bash\n".into(),
+            settings(),
+        );
+        let tags = plan.tags();
+        let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(tag("Name"), Some("hhvm-build-4.168.2-debian-12-bookworm"));
+        assert_eq!(tag("Version"), Some("4.168.2"));
+        assert_eq!(tag("Distro"), Some("debian-12-bookworm"));
+        assert_eq!(tag("JobKind"), Some("binary-package"));
+        assert_eq!(tag("Execution"), Some("nightly-2026"));
+        assert_eq!(tag(IDEMPOTENCY_TAG), Some(plan.idempotency_key.as_str()));
+        assert_eq!(plan.target(), "debian-12-bookworm");
+    }
+
+    #[test]
+    fn names_follow_the_original_pipeline() {
+        let v = version();
+        assert_eq!(
+            instance_name(JobKind::SourceTarball, &v, None),
+            "hhvm-build-4.168.2-source-tarball"
+        );
+        assert_eq!(
+            instance_name(JobKind::UpdateRepositories, &v, None),
+            "hhvm-4.168.2-update-repos"
+        );
+        assert_eq!(
+            instance_name(JobKind::PublishReleaseSource, &v, None),
+            "hhvm-4.168.2-publish-source"
+        );
+    }
+
+    #[test]
+    fn hand_invocations_have_no_execution_tag() {
+        let plan = LaunchPlan::new(JobKind::SourceTarball, version(), None, None, String::new(), settings());
+        assert!(plan.tags().iter().all(|(k, _)| k != "Execution" && k != "Distro"));
+        assert_eq!(plan.target(), "source-tarball");
+    }
+
+    #[test]
+    fn execution_names_are_validated() {
+        let payload = Payload::from_value(json!({"executionName": "abc-123_x.y"})).unwrap();
+        assert_eq!(
+            ExecutionName::from_payload(&payload).unwrap(),
+            Some(execution("abc-123_x.y"))
+        );
+        assert_eq!(
+            ExecutionName::from_payload(&Payload::from_value(json!({})).unwrap()).unwrap(),
+            None
+        );
+        for bad in [json!("a b"), json!("$(id)"), json!("x".repeat(81)), json!(5)] {
+            let payload = Payload::from_value(json!({"executionName": bad})).unwrap();
+            let error = ExecutionName::from_payload(&payload).unwrap_err();
+            assert!(error.to_string().contains("`executionName`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn worker_requests_read_version_branch_and_execution() {
+        let payload =
+            Payload::from_value(json!({"version": "4.168.2", "nightly": false, "executionName": "e1"})).unwrap();
+        let request = WorkerRequest::from_payload(&payload).unwrap();
+        assert_eq!(request.packaging_branch.to_string(), "HHVM-4.168");
+        assert_eq!(request.execution, Some(execution("e1")));
+        let payload = Payload::from_value(json!({"version": "2026.11.21", "packagingBranch": "HHVM-4.168"})).unwrap();
+        assert_eq!(
+            WorkerRequest::from_payload(&payload)
+                .unwrap()
+                .packaging_branch
+                .to_string(),
+            "HHVM-4.168"
+        );
+
+        let cases = [
+            (json!({}), "InvalidInput", "`version`"),
+            (json!({"version": "4.1;id"}), "InvalidVersion", "field `version`"),
+            (
+                json!({"version": "4.168.2", "nightly": true}),
+                "InvalidInput",
+                "`nightly`",
+            ),
+            (
+                json!({"version": "4.168.2", "nightly": "no"}),
+                "InvalidInput",
+                "`nightly`",
+            ),
+            (
+                json!({"version": "4.168.2", "packagingBranch": "main;id"}),
+                "InvalidInput",
+                "packagingBranch",
+            ),
+        ];
+        for (input, error_type, names) in cases {
+            let error = WorkerRequest::from_payload(&Payload::from_value(input.clone()).unwrap()).unwrap_err();
+            assert_eq!(error.error_type(), error_type, "{input}");
+            assert!(error.to_string().contains(names), "{input}: {error}");
+        }
+    }
+
+    #[test]
+    fn instance_profiles_are_arns_or_names() {
+        assert_eq!(
+            InstanceProfile::parse("arn:aws:iam::1:instance-profile/x"),
+            InstanceProfile::Arn("arn:aws:iam::1:instance-profile/x".into())
+        );
+        assert_eq!(InstanceProfile::parse("x"), InstanceProfile::Name("x".into()));
+    }
+}

@@ -1,0 +1,88 @@
+//! How often and how long the state machines poll their workers and child executions. The
+//! settings travel in the payload so that production can poll every minute and tests every
+//! second; the first Lambda of each machine fills in what the input leaves out.
+//!
+//! - `pollIntervalSeconds` (default 60): the wait between two polls.
+//! - `pollLimit` (default 600): polls per loop before the machine gives up. At the default
+//!   interval that is ten hours, more than any worker's or child machine's own time limit, so
+//!   in production those limits end a loop first; the bound matters for short intervals.
+
+use crate::{Payload, PipelineError};
+
+pub const DEFAULT_POLL_INTERVAL_SECONDS: u64 = 60;
+pub const DEFAULT_POLL_LIMIT: u64 = 600;
+const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
+const MAX_POLL_LIMIT: u64 = 100_000;
+
+/// Validates the poll settings of the payload and adds the defaults of those not given.
+pub fn fill_poll_settings(payload: &mut Payload) -> Result<(), PipelineError> {
+    let interval = setting(payload, "pollIntervalSeconds", MAX_POLL_INTERVAL_SECONDS)?;
+    let limit = setting(payload, "pollLimit", MAX_POLL_LIMIT)?;
+    payload.set("pollIntervalSeconds", interval.unwrap_or(DEFAULT_POLL_INTERVAL_SECONDS));
+    payload.set("pollLimit", limit.unwrap_or(DEFAULT_POLL_LIMIT));
+    Ok(())
+}
+
+fn setting(payload: &Payload, field: &str, max: u64) -> Result<Option<u64>, PipelineError> {
+    let expected = format!("a whole number from 1 to {max}");
+    match payload.optional::<u64>(field, &expected)? {
+        Some(value) if !(1..=max).contains(&value) => Err(PipelineError::invalid_input(
+            field,
+            format!("is {value}; expected {expected}"),
+        )),
+        value => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn filled(input: serde_json::Value) -> Result<serde_json::Value, PipelineError> {
+        let mut payload = Payload::from_value(input)?;
+        fill_poll_settings(&mut payload)?;
+        Ok(payload.into_value())
+    }
+
+    #[test]
+    fn defaults_fill_what_is_missing() {
+        assert_eq!(
+            filled(json!({})).unwrap(),
+            json!({"pollIntervalSeconds": 60, "pollLimit": 600})
+        );
+        assert_eq!(
+            filled(json!({"pollIntervalSeconds": 1})).unwrap(),
+            json!({"pollIntervalSeconds": 1, "pollLimit": 600})
+        );
+    }
+
+    #[test]
+    fn given_settings_are_kept() {
+        let output = filled(json!({"pollIntervalSeconds": 5, "pollLimit": 20})).unwrap();
+        assert_eq!(output, json!({"pollIntervalSeconds": 5, "pollLimit": 20}));
+    }
+
+    #[test]
+    fn bad_settings_are_invalid_input_naming_the_field() {
+        let cases = [
+            (json!({"pollIntervalSeconds": 0}), "`pollIntervalSeconds`: is 0"),
+            (json!({"pollIntervalSeconds": 3601}), "`pollIntervalSeconds`: is 3601"),
+            (
+                json!({"pollIntervalSeconds": 1.5}),
+                "`pollIntervalSeconds`: expected a whole number",
+            ),
+            (
+                json!({"pollLimit": "10"}),
+                "`pollLimit`: expected a whole number from 1 to 100000, got a string",
+            ),
+            (json!({"pollLimit": -1}), "`pollLimit`: expected a whole number"),
+        ];
+        for (input, expected) in cases {
+            let error = filled(input.clone()).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput", "{input}");
+            assert!(error.to_string().contains(expected), "{input}: {error}");
+        }
+    }
+}

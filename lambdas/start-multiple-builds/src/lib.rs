@@ -1,0 +1,48 @@
+//! `hhvm-start-multiple-builds`: starts one `hhvm-build` execution per entry of `versions` and
+//! adds `stepFunctionExecutions` (ARNs in the order of `versions`). Every version is validated
+//! before the first execution starts, so bad input starts nothing; names are derived from the
+//! parent's `executionName`, so a retry after a partial failure starts only what is missing.
+
+use pipeline_core::executions::{ChildRole, PlannedExecution, parent_execution_name, plan_child_execution_for};
+use pipeline_core::payload::string_element;
+use pipeline_core::polling::fill_poll_settings;
+use pipeline_core::{Payload, PipelineError, Version};
+use serde_json::Value;
+
+pub fn plan(payload: &Payload) -> Result<Vec<PlannedExecution>, PipelineError> {
+    let parent = parent_execution_name(payload)?;
+    let texts = payload.required_array("versions", "versions (YYYY.MM.DD or x.y.z)", string_element)?;
+    let versions = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            text.parse::<Version>()
+                .map_err(|e| e.in_field(&format!("versions[{index}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    versions
+        .iter()
+        .map(|version| plan_child_execution_for(payload, ChildRole::Build, version, &parent))
+        .collect()
+}
+
+pub async fn handle(
+    sfn: &aws_sdk_sfn::Client,
+    build_state_machine_arn: &str,
+    event: Value,
+) -> Result<Value, PipelineError> {
+    let mut payload = Payload::from_value(event)?;
+    // The first step of the multi-release machine: the poll settings it and its children use.
+    fill_poll_settings(&mut payload)?;
+    let planned = plan(&payload)?;
+    let mut arns = Vec::with_capacity(planned.len());
+    for execution in &planned {
+        let arn =
+            pipeline_aws::sfn::start_execution_once(sfn, build_state_machine_arn, &execution.name, &execution.input)
+                .await?;
+        tracing::info!(%arn, "build execution started");
+        arns.push(arn);
+    }
+    payload.set("stepFunctionExecutions", arns);
+    Ok(payload.into_value())
+}

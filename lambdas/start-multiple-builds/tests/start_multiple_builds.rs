@@ -1,0 +1,132 @@
+//! start-multiple-builds against moto's Step Functions through the real SDK client.
+
+use aws_sdk_sfn::Client;
+use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
+const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
+
+async fn sfn() -> Client {
+    Client::new(&MotoServer::shared().sdk_config().await)
+}
+
+async fn create_state_machine(sfn: &Client) -> String {
+    let output = sfn
+        .create_state_machine()
+        .name(unique_name("hhvm-build"))
+        .definition(PASS_ONLY)
+        .role_arn(ROLE)
+        .send()
+        .await
+        .expect("create a test state machine");
+    output.state_machine_arn().to_string()
+}
+
+async fn execution_count(sfn: &Client, state_machine: &str) -> usize {
+    sfn.list_executions()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .unwrap()
+        .executions()
+        .len()
+}
+
+#[tokio::test]
+async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() {
+    let sfn = sfn().await;
+    let machine = create_state_machine(&sfn).await;
+    let input = json!({
+        "executionName": "releases-1",
+        "versions": ["4.168.2", "4.167.5", "2026.11.21"],
+        "initialWaitSeconds": 1,
+        "pollIntervalSeconds": 2,
+        "unknown": [1, {"a": null}]
+    });
+    let output = start_multiple_builds::handle(&sfn, &machine, input.clone())
+        .await
+        .unwrap();
+
+    let arns: Vec<&str> = output["stepFunctionExecutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(arns.len(), 3);
+    for (arn, suffix) in arns.iter().zip(["4_168_2", "4_167_5", "2026_11_21"]) {
+        assert!(arn.ends_with(&format!(":releases-1-build-{suffix}")), "{arn}");
+    }
+    for field in [
+        "executionName",
+        "versions",
+        "initialWaitSeconds",
+        "pollIntervalSeconds",
+        "unknown",
+    ] {
+        assert_eq!(output[field], input[field], "{field}");
+    }
+    // The first step of the multi machine fills in the poll settings the input leaves out.
+    assert_eq!(output["pollLimit"], 600);
+    let described = sfn.describe_execution().execution_arn(arns[1]).send().await.unwrap();
+    let child: Value = serde_json::from_str(described.input().unwrap()).unwrap();
+    assert_eq!(
+        child,
+        json!({
+            "version": "4.167.5",
+            "packagingBranch": "HHVM-4.167",
+            "initialWaitSeconds": 1,
+            "pollIntervalSeconds": 2,
+            "pollLimit": 600,
+            "parentExecutionName": "releases-1"
+        })
+    );
+
+    let again = start_multiple_builds::handle(&sfn, &machine, input).await.unwrap();
+    assert_eq!(again["stepFunctionExecutions"], output["stepFunctionExecutions"]);
+    assert_eq!(execution_count(&sfn, &machine).await, 3);
+}
+
+#[tokio::test]
+async fn one_bad_version_starts_nothing() {
+    let sfn = sfn().await;
+    let machine = create_state_machine(&sfn).await;
+    let input = json!({"executionName": "releases-2", "versions": ["4.168.2", "4.x.1"]});
+    let error = start_multiple_builds::handle(&sfn, &machine, input).await.unwrap_err();
+    assert_eq!(error.error_type(), "InvalidVersion");
+    assert!(error.to_string().contains("versions[1]"), "{error}");
+    assert_eq!(execution_count(&sfn, &machine).await, 0);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_typed_error_and_starts_nothing() {
+    let sfn = Client::new(&unreachable_sdk_config().await);
+    let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:hhvm-build";
+    let cases = [
+        (json!({"versions": ["4.168.2"]}), "InvalidInput", "`executionName`"),
+        (json!({"executionName": "r"}), "InvalidInput", "`versions`: missing"),
+        (
+            json!({"executionName": "r", "versions": "4.168.2"}),
+            "InvalidInput",
+            "`versions`",
+        ),
+        (
+            json!({"executionName": "r", "versions": [4]}),
+            "InvalidInput",
+            "`versions[0]`",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2"], "packagingBranch": "x"}),
+            "InvalidInput",
+            "packagingBranch",
+        ),
+    ];
+    for (input, error_type, text) in cases {
+        let error = start_multiple_builds::handle(&sfn, machine, input.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), error_type, "{input}: {error}");
+        assert!(error.to_string().contains(text), "{input}: {error}");
+    }
+}

@@ -1,0 +1,114 @@
+//! Child processes of the stack, each in its own process group so that stopping one stops
+//! everything it started (`cargo lambda watch` runs every function as a grandchild), and none
+//! outliving the process that started the stack.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::StackError;
+
+/// How long a process group gets to exit after SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A started process, leader of its own process group.
+pub(crate) struct GroupProcess {
+    pub name: String,
+    child: Child,
+}
+
+impl GroupProcess {
+    /// Starts `command` as the leader of a new process group.
+    pub fn spawn(name: &str, command: Command) -> Result<GroupProcess, StackError> {
+        let child = spawn_owned(command).map_err(|error| StackError(format!("could not start {name}: {error}")))?;
+        Ok(GroupProcess {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (its exit status then).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Blocks until the process exits.
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait()
+    }
+
+    /// SIGTERM to the whole group, SIGKILL after a grace period; then reaps the leader.
+    pub fn stop(&mut self) {
+        signal_group(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                // The leader is gone; what else of its group still runs gets no more grace.
+                signal_group(self.pid(), libc::SIGKILL);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal_group(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (nothing if it is gone).
+pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid only signals that process group.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` in a new process group, with SIGTERM on the death of the process that
+/// started the stack. PR_SET_PDEATHSIG fires when the spawning *thread* ends, and tokio ends
+/// idle blocking threads, so every spawn happens on one thread that lives as long as the process.
+fn spawn_owned(command: Command) -> std::io::Result<Child> {
+    static OWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let owner = OWNER.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("local-stack-process-owner".into())
+            .spawn(move || {
+                for (mut command, reply) in receiver {
+                    command.process_group(0);
+                    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+                    unsafe {
+                        command.pre_exec(|| {
+                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(command.spawn());
+                }
+                // The sender lives in a static, so the loop never ends; parking keeps the
+                // thread (and with it PDEATHSIG's trigger) alive should that ever change.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn the process owner thread");
+        Mutex::new(sender)
+    });
+    let (reply, answer) = mpsc::channel();
+    owner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the process owner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the process owner thread is gone"))?
+}

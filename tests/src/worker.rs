@@ -1,0 +1,384 @@
+//! The local EC2 worker: what an instance's boot would do, on this machine. It polls moto for
+//! instances in `pending`/`running`, and runs each new one's user data with bash in a sandbox
+//! directory (`<run dir>/workers/<instance id>/`), with stubs first on PATH (`shutdown`,
+//! `apt-get`) and the real tools after them (the `aws` CLI pointed at moto, git, gpg, reprepro,
+//! dpkg-deb). The script's output goes to its WORKER_LOG as cloud-init's would. When the script
+//! exits, the instance is terminated in moto unless the script powered it off itself.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
+
+use crate::process::{GroupProcess, signal_group};
+use crate::{Context, StackError};
+
+/// `shutdown` on a worker: the script's hard timer (`shutdown -h +N`) is recorded and ignored
+/// (the local worker ends with the stack); powering off now terminates the instance, as
+/// `InstanceInitiatedShutdownBehavior=terminate` does on EC2.
+const SHUTDOWN_STUB: &str = r#"#!/bin/bash
+set -euo pipefail
+for argument in "$@"; do
+  case $argument in
+  +*)
+    printf '%s timer %s ignored: shutdown %s\n' "$(date -u +%FT%TZ)" "$argument" "$*" >>"$LOCAL_WORKER_DIR/shutdown.log"
+    exit 0
+    ;;
+  now)
+    printf '%s power off: terminating %s\n' "$(date -u +%FT%TZ)" "$INSTANCE_ID" >>"$LOCAL_WORKER_DIR/shutdown.log"
+    aws ec2 terminate-instances --instance-ids "$INSTANCE_ID" >/dev/null
+    exit 0
+    ;;
+  esac
+done
+echo "shutdown (local worker): unsupported arguments: $*" >&2
+exit 1
+"#;
+
+/// `apt-get` on a worker: the tools are already on this machine (INSTALL_PACKAGES=false makes
+/// the scripts skip it; this catches any other call).
+const APT_GET_STUB: &str = r#"#!/bin/bash
+printf 'apt-get %s\n' "$*" >>"$LOCAL_WORKER_DIR/apt-get.log"
+"#;
+
+/// A GNUPGHOME longer than this would make gpg-agent's longest socket path
+/// (`<home>/S.gpg-agent.browser`) exceed the 107 bytes a Unix socket path may have; such a
+/// worker's GNUPGHOME goes to a short temporary path, removed when the script ends.
+const MAX_GNUPGHOME_LENGTH: usize = 107 - "/S.gpg-agent.browser".len();
+
+/// One finished run of a worker's user data.
+#[derive(Debug, Clone)]
+pub struct WorkerRun {
+    pub instance: String,
+    /// `JobKind` tag of the instance (`source-tarball`, `binary-package`, …).
+    pub job: String,
+    /// `Distro` tag, for binary-package workers.
+    pub distro: Option<String>,
+    /// Exit status of the script; `None` when it did not run to an exit (no user data, killed).
+    pub exit_code: Option<i32>,
+    pub duration: Duration,
+    pub sandbox: PathBuf,
+}
+
+impl WorkerRun {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// The script's output (its WORKER_LOG).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.sandbox.join("worker.log")).unwrap_or_default()
+    }
+}
+
+/// What every worker of a stack gets.
+pub(crate) struct WorkerConfig {
+    pub ec2: aws_sdk_ec2::Client,
+    pub run_dir: PathBuf,
+    /// Directories searched after the stubs (the venv's `bin` first).
+    pub path: String,
+    /// Environment of every script besides the per-instance paths.
+    pub env: Vec<(String, String)>,
+    pub poll_interval: Duration,
+    pub verbose: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    runs: Mutex<Vec<WorkerRun>>,
+    running: Mutex<HashMap<String, u32>>,
+    stopping: AtomicBool,
+}
+
+/// The running local worker: a task of the stack's runtime.
+pub(crate) struct LocalWorker {
+    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl LocalWorker {
+    pub fn start(config: WorkerConfig) -> LocalWorker {
+        let shared = Arc::new(Shared::default());
+        let task = tokio::spawn(poll_instances(Arc::new(config), shared.clone()));
+        LocalWorker { task, shared }
+    }
+
+    /// Every run that finished so far, in order of finishing.
+    pub fn runs(&self) -> Vec<WorkerRun> {
+        self.shared.runs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// IDs of the instances whose scripts run now.
+    pub fn running(&self) -> Vec<String> {
+        let running = self.shared.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
+    }
+
+    /// Stops polling and kills the scripts still running (their process groups).
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.task.abort();
+        let pids: Vec<u32> = {
+            let running = self.shared.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.values().copied().collect()
+        };
+        for pid in &pids {
+            signal_group(*pid, libc::SIGTERM);
+        }
+        if !pids.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+            for pid in &pids {
+                signal_group(*pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// An instance to run: ID and the tags that say what it is for.
+struct NewInstance {
+    id: String,
+    job: String,
+    distro: Option<String>,
+}
+
+async fn poll_instances(config: Arc<WorkerConfig>, shared: Arc<Shared>) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut last_error = String::new();
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match live_instances(&config.ec2).await {
+            Ok(instances) => {
+                for instance in instances {
+                    if seen.insert(instance.id.clone()) {
+                        tokio::spawn(run_instance(config.clone(), shared.clone(), instance));
+                    }
+                }
+            }
+            Err(error) => {
+                // Printed once per distinct error: moto stopping at the end is not news.
+                if error.0 != last_error && !shared.stopping.load(Ordering::SeqCst) {
+                    eprintln!("local worker: {error}");
+                    last_error = error.0;
+                }
+            }
+        }
+        tokio::time::sleep(config.poll_interval).await;
+    }
+}
+
+async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Result<Vec<NewInstance>, StackError> {
+    let filter = Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .build();
+    let output = ec2
+        .describe_instances()
+        .filters(filter)
+        .send()
+        .await
+        .context("EC2 DescribeInstances")?;
+    Ok(output
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|instance| {
+            let tag = |key: &str| {
+                instance
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            };
+            Some(NewInstance {
+                id: instance.instance_id()?.to_string(),
+                job: tag("JobKind").unwrap_or_else(|| "untagged".into()),
+                distro: tag("Distro"),
+            })
+        })
+        .collect())
+}
+
+fn progress(config: &WorkerConfig, line: &str) {
+    if config.verbose {
+        eprintln!("{line}");
+    }
+    if let Ok(mut log) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.run_dir.join("workers.log"))
+    {
+        let _ = writeln!(log, "{line}");
+    }
+}
+
+async fn run_instance(config: Arc<WorkerConfig>, shared: Arc<Shared>, instance: NewInstance) {
+    let what = match &instance.distro {
+        Some(distro) => format!("worker {} ({} {distro})", instance.id, instance.job),
+        None => format!("worker {} ({})", instance.id, instance.job),
+    };
+    let sandbox = config.run_dir.join("workers").join(&instance.id);
+    let started = Instant::now();
+    progress(&config, &format!("{what} started in {}", sandbox.display()));
+    let exit_code = match prepare_and_run(&config, &shared, &instance, &sandbox).await {
+        Ok(code) => code,
+        Err(error) => {
+            progress(&config, &format!("{what}: {error}"));
+            None
+        }
+    };
+    if !shared.stopping.load(Ordering::SeqCst)
+        && let Err(error) = terminate_unless_ended(&config.ec2, &instance.id).await
+    {
+        progress(&config, &format!("{what}: {error}"));
+    }
+    let duration = started.elapsed();
+    let outcome = exit_code.map_or("did not run to an exit".to_string(), |code| format!("exit {code}"));
+    progress(
+        &config,
+        &format!("{what} finished: {outcome} in {:.1} s", duration.as_secs_f64()),
+    );
+    shared.runs.lock().unwrap_or_else(|p| p.into_inner()).push(WorkerRun {
+        instance: instance.id,
+        job: instance.job,
+        distro: instance.distro,
+        exit_code,
+        duration,
+        sandbox,
+    });
+}
+
+fn create_dir(path: &Path) -> Result<(), StackError> {
+    std::fs::create_dir_all(path).context(format!("create {}", path.display()))
+}
+
+fn write_executable(path: &Path, text: &str) -> Result<(), StackError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).context(format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).context(format!("chmod {}", path.display()))
+}
+
+async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<String, StackError> {
+    let attribute = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .context(format!("EC2 DescribeInstanceAttribute userData of {id}"))?;
+    let encoded = attribute
+        .user_data()
+        .and_then(|v| v.value())
+        .ok_or_else(|| StackError(format!("{id} has no user data")))?;
+    let decoded = aws_smithy_types::base64::decode(encoded).context(format!("user data of {id} as base64"))?;
+    String::from_utf8(decoded).context(format!("user data of {id} as UTF-8"))
+}
+
+async fn prepare_and_run(
+    config: &WorkerConfig,
+    shared: &Arc<Shared>,
+    instance: &NewInstance,
+    sandbox: &Path,
+) -> Result<Option<i32>, StackError> {
+    let script = user_data(&config.ec2, &instance.id).await?;
+    for dir in ["bin", "home", "work", "tmp", "out"] {
+        create_dir(&sandbox.join(dir))?;
+    }
+    let script_path = sandbox.join("user-data.sh");
+    std::fs::write(&script_path, &script).context(format!("write {}", script_path.display()))?;
+    write_executable(&sandbox.join("bin/shutdown"), SHUTDOWN_STUB)?;
+    write_executable(&sandbox.join("bin/apt-get"), APT_GET_STUB)?;
+    let mut gnupg = sandbox.join("gnupg");
+    let gnupg_is_temporary = gnupg.as_os_str().len() > MAX_GNUPGHOME_LENGTH;
+    if gnupg_is_temporary {
+        gnupg = std::env::temp_dir().join(format!("local-stack-gnupg-{}", instance.id));
+    }
+    create_dir(&gnupg)?;
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .context(format!("chmod {}", gnupg.display()))?;
+
+    let log_path = sandbox.join("worker.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .context(format!("open {}", log_path.display()))?;
+    let mut command = Command::new("bash");
+    command
+        .arg(&script_path)
+        .current_dir(sandbox)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PATH", format!("{}:{}", sandbox.join("bin").display(), config.path))
+        .env("INSTANCE_ID", &instance.id)
+        .env("LOCAL_WORKER_DIR", sandbox)
+        .env("HOME", sandbox.join("home"))
+        .env("GNUPGHOME", &gnupg)
+        .env("TMPDIR", sandbox.join("tmp"))
+        .env("WORK_DIR", sandbox.join("work"))
+        .env("PACKAGING_DIR", sandbox.join("packaging"))
+        .env("OUT_DIR", sandbox.join("out"))
+        .env("WORKER_LOG", &log_path)
+        .env("INSTALL_PACKAGES", "false")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("duplicate the worker log handle")?)
+        .stderr(log);
+    let mut process = GroupProcess::spawn(&format!("the user data of {}", instance.id), command)?;
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(instance.id.clone(), process.pid());
+    let status = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .map_err(|error| StackError(format!("waiting for {}: {error}", instance.id)))?
+        .context(format!("waiting for the user data of {}", instance.id));
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&instance.id);
+    // gpg-agent and dirmngr started by the script would otherwise outlive it.
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "all"])
+        .env("GNUPGHOME", &gnupg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if gnupg_is_temporary {
+        let _ = std::fs::remove_dir_all(&gnupg);
+    }
+    Ok(status?.code())
+}
+
+/// Terminates `id` in moto unless it is already shutting down or terminated (the script's own
+/// `shutdown -h now` does that).
+async fn terminate_unless_ended(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError> {
+    let described = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .context(format!("EC2 DescribeInstances {id}"))?;
+    let state = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+        .unwrap_or_default();
+    if state == "shutting-down" || state == "terminated" {
+        return Ok(());
+    }
+    ec2.terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .context(format!("EC2 TerminateInstances {id}"))?;
+    Ok(())
+}

@@ -1,0 +1,713 @@
+//! The worker user-data scripts, run with bash against stub tools: a fake `aws` over a
+//! directory standing for S3, and recorders for `git`, `gpg`, `reprepro`, `docker`,
+//! `shutdown`, `apt-get`, `curl`, `ssh` (tests/fixtures/stubs). Each test checks what the
+//! script left in the fake S3 and the order of its recorded effects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+const INSTANCE: &str = "i-0123456789abcdef0";
+const RECORDED_TOOLS: &[&str] = &["git", "gpg", "reprepro", "docker", "shutdown", "apt-get", "curl", "ssh"];
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A private directory with the stub tools, the fake S3 and secrets, and the script's work dirs.
+struct Sandbox {
+    root: PathBuf,
+}
+
+/// What one run of a script did.
+struct Run {
+    success: bool,
+    output: String,
+    calls: Vec<String>,
+}
+
+impl Run {
+    /// Index of the first recorded call containing every fragment; panics naming it if none.
+    fn position(&self, fragments: &[&str]) -> usize {
+        self.calls
+            .iter()
+            .position(|call| fragments.iter().all(|f| call.contains(f)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no call with {fragments:?} in:\n{}\noutput:\n{}",
+                    self.calls.join("\n"),
+                    self.output
+                )
+            })
+    }
+
+    fn has_call(&self, fragments: &[&str]) -> bool {
+        self.calls.iter().any(|call| fragments.iter().all(|f| call.contains(f)))
+    }
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("userdata-{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for dir in ["bin", "s3", "secrets", "work", "tmp", "home"] {
+            fs::create_dir_all(root.join(dir)).expect("create sandbox directories");
+        }
+        let stubs = fixtures().join("stubs");
+        fs::copy(stubs.join("aws"), root.join("bin/aws")).expect("install the aws stub");
+        for tool in RECORDED_TOOLS {
+            fs::copy(stubs.join("record"), root.join("bin").join(tool)).expect("install a recording stub");
+        }
+        let sandbox = Sandbox { root };
+        for secret in [
+            "hhvm__package-signing-key",
+            "hhvm__staging-repo-deploy-key",
+            "hhvm__public-repo-deploy-key",
+        ] {
+            fs::write(sandbox.root.join("secrets").join(secret), format!("secret {secret}\n")).expect("write a secret");
+        }
+        sandbox
+    }
+
+    fn s3_path(&self, bucket_and_key: &str) -> PathBuf {
+        self.root.join("s3").join(bucket_and_key)
+    }
+
+    fn put(&self, bucket_and_key: &str, content: &str) {
+        let path = self.s3_path(bucket_and_key);
+        fs::create_dir_all(path.parent().expect("keys have a parent")).expect("create fake S3 prefix");
+        fs::write(path, content).expect("write fake S3 object");
+    }
+
+    fn get(&self, bucket_and_key: &str) -> Option<String> {
+        fs::read_to_string(self.s3_path(bucket_and_key)).ok()
+    }
+
+    fn run(&self, script: &str, env: &[(&str, &str)]) -> Run {
+        let log_path = self.root.join("worker.log");
+        let log = fs::File::create(&log_path).expect("create the worker log");
+        let calls_log = self.root.join("calls.log");
+        let _ = fs::remove_file(&calls_log);
+        let path = format!("{}:/usr/bin:/bin", self.root.join("bin").display());
+        let mut command = Command::new("bash");
+        command
+            .arg(repository().join("userdata").join(script))
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", self.root.join("home"))
+            .env("TMPDIR", self.root.join("tmp"))
+            .env("CALLS_LOG", &calls_log)
+            .env("FAKE_S3", self.root.join("s3"))
+            .env("FAKE_SECRETS", self.root.join("secrets"))
+            .env("FAKE_PACKAGING", fixtures().join("packaging"))
+            .env("WORK_DIR", self.root.join("work"))
+            .env("PACKAGING_DIR", self.root.join("packaging"))
+            .env("OUT_DIR", self.root.join("out"))
+            .env("WORKER_LOG", &log_path)
+            .env("INSTANCE_ID", INSTANCE)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let status = command.status().expect("run bash");
+        let calls = fs::read_to_string(&calls_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Run {
+            success: status.success(),
+            output: fs::read_to_string(&log_path).unwrap_or_default(),
+            calls,
+        }
+    }
+
+    fn tmp_is_empty(&self) -> bool {
+        fs::read_dir(self.root.join("tmp"))
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let output = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn marker(sandbox: &Sandbox, key: &str) -> Value {
+    let text = sandbox
+        .get(&format!("hhvm-scratch/{key}"))
+        .unwrap_or_else(|| panic!("no marker at {key}"));
+    serde_json::from_str(&text).expect("the marker is JSON")
+}
+
+fn file_names(marker: &Value) -> Vec<String> {
+    marker["files"]
+        .as_array()
+        .expect("files is an array")
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The checks every run shares: the hard timer is the first effect, and the instance powers
+/// off last, after the log went up.
+fn assert_bounded_and_logged(run: &Run, minutes: &str, log_key: &str) {
+    assert!(
+        run.calls
+            .first()
+            .is_some_and(|c| c.starts_with(&format!("shutdown -h +{minutes} "))),
+        "{:?}",
+        run.calls
+    );
+    assert_eq!(run.calls.last().map(String::as_str), Some("shutdown -h now"));
+    let log_upload = run.position(&["aws s3 cp", &format!("s3://hhvm-scratch/{log_key}")]);
+    assert_eq!(
+        log_upload,
+        run.calls.len() - 2,
+        "the log upload comes right before power-off"
+    );
+}
+
+// ---------------------------------------------------------------- make-binary-package.sh
+
+const BINARY_ENV: &[(&str, &str)] = &[
+    ("VERSION", "4.168.2"),
+    ("IS_NIGHTLY", "false"),
+    ("DISTRO", "debian-12-bookworm"),
+    ("PACKAGING_BRANCH", "HHVM-4.168"),
+    ("SOURCE_BUCKET", "hhvm-scratch"),
+    ("SOURCE_KEY", "hhvm-4.168.2.tar.gz"),
+];
+
+#[test]
+fn binary_package_uploads_packages_with_checksums_then_the_marker_last() {
+    let sandbox = Sandbox::new("binary");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let run = sandbox.run("make-binary-package.sh", BINARY_ENV);
+    assert!(run.success, "{}", run.output);
+
+    assert_bounded_and_logged(
+        &run,
+        "180",
+        "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log",
+    );
+    let clone = run.position(&["git clone", "--branch HHVM-4.168", "https://github.com/hhvm/packaging"]);
+    let build = run.position(&["build-command debian-12-bookworm VERSION=4.168.2 IS_NIGHTLY=false"]);
+    let upload = run.position(&[
+        "aws s3 cp",
+        "--recursive",
+        "s3://hhvm-scratch/4.168.2/debian-12-bookworm/",
+    ]);
+    let cache = run.position(&["aws s3 sync", "s3://hhvm-nodist/debian-12-bookworm/"]);
+    let marker_upload = run.position(&["s3://hhvm-scratch/markers/4.168.2/binary-package/debian-12-bookworm.json"]);
+    assert!(
+        clone < build && build < upload && upload < marker_upload && cache < marker_upload,
+        "{:?}",
+        run.calls
+    );
+    assert!(
+        !run.calls.iter().any(|c| c.starts_with("curl ")),
+        "INSTANCE_ID was given, IMDS must not be asked"
+    );
+
+    let staged = "hhvm-scratch/4.168.2/debian-12-bookworm";
+    let sums = sandbox
+        .get(&format!("{staged}/SHA256SUMS"))
+        .expect("SHA256SUMS uploaded");
+    let deb = sandbox.s3_path(&format!("{staged}/hhvm_4.168.2-1~bookworm_amd64.deb"));
+    assert!(
+        sums.contains(&format!("{}  hhvm_4.168.2-1~bookworm_amd64.deb", sha256_of(&deb))),
+        "{sums}"
+    );
+    assert!(sums.contains("hhvm_4.168.2-1~bookworm_amd64.changes"), "{sums}");
+    assert!(
+        sandbox.get(&format!("{staged}/hhvm-4.168.2.tar.gz")).is_none(),
+        "the source tarball is not staged back"
+    );
+
+    let marker = marker(&sandbox, "markers/4.168.2/binary-package/debian-12-bookworm.json");
+    assert_eq!(marker["version"], "4.168.2");
+    assert_eq!(marker["distro"], "debian-12-bookworm");
+    assert_eq!(marker["job"], "binary-package");
+    assert_eq!(marker["packageVersion"], "4.168.2-1~bookworm");
+    assert_eq!(
+        marker["sourceTarballSha256"],
+        sha256_of(&sandbox.s3_path("hhvm-scratch/hhvm-4.168.2.tar.gz")).as_str()
+    );
+    let names = file_names(&marker);
+    assert!(
+        names.contains(&"SHA256SUMS".to_string()) && names.contains(&"hhvm_4.168.2-1~bookworm_amd64.deb".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        marker["durationSeconds"].is_number() && marker["finishedAt"].is_string(),
+        "{marker}"
+    );
+    assert!(
+        sandbox
+            .get("hhvm-scratch/logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log")
+            .is_some()
+    );
+}
+
+#[test]
+fn failed_build_uploads_its_log_and_writes_no_marker() {
+    let sandbox = Sandbox::new("binary-fails");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    env.push(("FAKE_BUILD_FAILS", "1"));
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(!run.success);
+    assert!(run.output.contains("the build command failed"), "{}", run.output);
+    assert_bounded_and_logged(
+        &run,
+        "180",
+        "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log",
+    );
+    assert!(!run.has_call(&["markers/"]), "{:?}", run.calls);
+    assert!(
+        !run.has_call(&["s3://hhvm-scratch/4.168.2/"]),
+        "nothing staged: {:?}",
+        run.calls
+    );
+    assert!(
+        sandbox
+            .get("hhvm-scratch/markers/4.168.2/binary-package/debian-12-bookworm.json")
+            .is_none()
+    );
+    let log = sandbox.get("hhvm-scratch/logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log");
+    assert!(log.is_some_and(|log| log.contains("the build command failed")));
+}
+
+#[test]
+fn instance_id_comes_from_imds_v2_when_not_given() {
+    let sandbox = Sandbox::new("binary-imds");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    env.push(("INSTANCE_ID", ""));
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(run.success, "{}", run.output);
+    let token = run.position(&[
+        "curl",
+        "-X PUT",
+        "X-aws-ec2-metadata-token-ttl-seconds",
+        "/latest/api/token",
+    ]);
+    let id = run.position(&["curl", "X-aws-ec2-metadata-token:", "/latest/meta-data/instance-id"]);
+    assert!(token < id);
+}
+
+// ---------------------------------------------------------------- make-source-tarball.sh
+
+const SOURCE_ENV: &[(&str, &str)] = &[
+    ("VERSION", "2026.11.21"),
+    ("IS_NIGHTLY", "true"),
+    ("PACKAGING_BRANCH", "master"),
+    ("SOURCE_BUCKET", "hhvm-downloads"),
+    ("SOURCE_KEY", "source/nightlies/hhvm-nightly-2026.11.21.tar.gz"),
+];
+
+#[test]
+fn source_tarball_is_signed_uploaded_with_checksums_then_marked() {
+    let sandbox = Sandbox::new("source");
+    let run = sandbox.run("make-source-tarball.sh", SOURCE_ENV);
+    assert!(run.success, "{}", run.output);
+    assert_bounded_and_logged(&run, "60", "logs/2026.11.21/source-tarball/i-0123456789abcdef0.log");
+
+    let secret = run.position(&[
+        "aws secretsmanager get-secret-value",
+        "--secret-id hhvm/package-signing-key",
+    ]);
+    let import = run.position(&["gpg --batch --quiet --import"]);
+    let command = run.position(&["source-command VERSION=2026.11.21 IS_NIGHTLY=true GIT_SSH_COMMAND=set"]);
+    let sign = run.position(&["gpg", "--local-user D386EB94", "--detach-sign"]);
+    let tarball = run.position(&[
+        "aws s3 cp",
+        "s3://hhvm-downloads/source/nightlies/hhvm-nightly-2026.11.21.tar.gz",
+    ]);
+    let marker_upload = run.position(&["s3://hhvm-scratch/markers/2026.11.21/source-tarball.json"]);
+    assert!(
+        secret < import && command < sign && sign < tarball && tarball < marker_upload,
+        "{:?}",
+        run.calls
+    );
+    assert!(run.has_call(&["--secret-id hhvm/staging-repo-deploy-key"]));
+
+    let key = "hhvm-downloads/source/nightlies/hhvm-nightly-2026.11.21.tar.gz";
+    assert_eq!(sandbox.get(key).as_deref(), Some("tarball of 2026.11.21\n"));
+    assert!(
+        sandbox
+            .get(&format!("{key}.sig"))
+            .is_some_and(|s| s.contains("PGP SIGNATURE"))
+    );
+    let sums = sandbox.get(&format!("{key}.sha256")).expect("checksums uploaded");
+    assert!(
+        sums.contains(&format!(
+            "{}  hhvm-nightly-2026.11.21.tar.gz",
+            sha256_of(&sandbox.s3_path(key))
+        )),
+        "{sums}"
+    );
+
+    let marker = marker(&sandbox, "markers/2026.11.21/source-tarball.json");
+    assert_eq!(marker["sourceTarballSha256"], sha256_of(&sandbox.s3_path(key)).as_str());
+    assert_eq!(file_names(&marker).len(), 3, "{marker}");
+    assert!(sandbox.tmp_is_empty(), "secrets are removed on exit");
+    assert!(
+        !run.output.contains("secret hhvm__"),
+        "no secret is printed: {}",
+        run.output
+    );
+}
+
+#[test]
+fn failed_signing_leaves_no_tarball_and_no_marker() {
+    let sandbox = Sandbox::new("source-fails");
+    let mut env = SOURCE_ENV.to_vec();
+    env.push(("FAKE_FAIL", "--detach-sign"));
+    let run = sandbox.run("make-source-tarball.sh", &env);
+    assert!(!run.success);
+    assert_bounded_and_logged(&run, "60", "logs/2026.11.21/source-tarball/i-0123456789abcdef0.log");
+    assert!(
+        !run.has_call(&["markers/"]) && !run.has_call(&["s3://hhvm-downloads/"]),
+        "{:?}",
+        run.calls
+    );
+    assert!(sandbox.tmp_is_empty(), "secrets are removed on failure too");
+}
+
+// ---------------------------------------------------------------- update-repos.sh
+
+fn stage_build(sandbox: &Sandbox, distro: &str, pkgver: &str, with_marker: bool) {
+    let prefix = format!("hhvm-scratch/4.168.2/{distro}");
+    let deb = format!("hhvm_4.168.2-{pkgver}_amd64.deb");
+    let changes = format!("hhvm_4.168.2-{pkgver}_amd64.changes");
+    sandbox.put(&format!("{prefix}/{deb}"), "deb");
+    sandbox.put(&format!("{prefix}/{changes}"), "changes");
+    let dir = sandbox.s3_path(&prefix);
+    let sums = format!(
+        "{}  {deb}\n{}  {changes}\n",
+        sha256_of(&dir.join(&deb)),
+        sha256_of(&dir.join(&changes))
+    );
+    sandbox.put(&format!("{prefix}/SHA256SUMS"), &sums);
+    if with_marker {
+        sandbox.put(
+            &format!("hhvm-scratch/markers/4.168.2/binary-package/{distro}.json"),
+            "{}",
+        );
+    }
+}
+
+fn existing_repository(sandbox: &Sandbox) {
+    sandbox.put(
+        "hhvm-downloads/debian/conf/distributions",
+        "Origin: HHVM\nLabel: HHVM\nCodename: bookworm\nArchitectures: i386 amd64 source\nComponents: main\nSignWith: D386EB94\n",
+    );
+    sandbox.put("hhvm-downloads/debian/db/packages.db", "old\n");
+    sandbox.put(
+        "hhvm-downloads/debian/pool/main/h/hhvm/hhvm_4.100.0-1~bookworm_amd64.deb",
+        "old package",
+    );
+}
+
+const REPO_ENV: &[(&str, &str)] = &[("VERSION", "4.168.2"), ("PACKAGING_BRANCH", "HHVM-4.168")];
+
+#[test]
+fn repositories_get_packages_first_and_signed_metadata_last() {
+    let sandbox = Sandbox::new("repos");
+    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
+    stage_build(&sandbox, "ubuntu-24.04-noble", "1~noble", false);
+    existing_repository(&sandbox);
+    let run = sandbox.run("update-repos.sh", REPO_ENV);
+    assert!(run.success, "{}", run.output);
+    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
+
+    assert!(
+        run.output
+            .contains("skipping ubuntu-24.04-noble: its build wrote no success marker"),
+        "{}",
+        run.output
+    );
+    let import = run.position(&["gpg --batch --quiet --import"]);
+    let down = run.position(&["aws s3 sync", "--exclude pool/*", "s3://hhvm-downloads/debian/"]);
+    let create = run.position(&["reprepro", "export bookworm-4.168"]);
+    let include = run.position(&[
+        "reprepro",
+        "--keepunreferencedfiles",
+        "include bookworm ",
+        "hhvm_4.168.2-1~bookworm_amd64.changes",
+    ]);
+    let include_pinned = run.position(&["reprepro", "include bookworm-4.168 "]);
+    let pool = run.position(&["aws s3 sync", "/debian/pool/ s3://hhvm-downloads/debian/pool/"]);
+    let metadata = run.position(&[
+        "aws s3 sync",
+        "--exclude pool/*",
+        "/debian/ s3://hhvm-downloads/debian/",
+    ]);
+    let marker_upload = run.position(&["s3://hhvm-scratch/markers/4.168.2/update-repositories.json"]);
+    assert!(
+        import < include && down < create && create < include_pinned,
+        "{:?}",
+        run.calls
+    );
+    assert!(
+        include < pool && include_pinned < pool && pool < metadata && metadata < marker_upload,
+        "{:?}",
+        run.calls
+    );
+    assert!(
+        !run.calls.iter().any(|c| c.ends_with("export bookworm")),
+        "bookworm existed: {:?}",
+        run.calls
+    );
+    assert!(!run.has_call(&["s3://hhvm-downloads/ubuntu/"]), "{:?}", run.calls);
+    assert!(
+        !sandbox
+            .root
+            .join("work/repos/debian/pool/main/h/hhvm/hhvm_4.100.0-1~bookworm_amd64.deb")
+            .exists(),
+        "the pool stays in S3"
+    );
+
+    assert!(
+        sandbox
+            .get("hhvm-downloads/debian/pool/main/h/hhvm/hhvm_4.168.2-1~bookworm_amd64.deb")
+            .is_some()
+    );
+    assert!(
+        sandbox
+            .get("hhvm-downloads/debian/dists/bookworm-4.168/InRelease")
+            .is_some()
+    );
+    let distributions = sandbox
+        .get("hhvm-downloads/debian/conf/distributions")
+        .expect("conf uploaded");
+    assert!(distributions.contains("Codename: bookworm-4.168\n"), "{distributions}");
+    assert!(
+        distributions.contains("Description: Apt repository for HHVM (HHVM-4.168)\nSignWith: D386EB94\n"),
+        "{distributions}"
+    );
+    assert_eq!(
+        distributions.matches("Codename: bookworm\n").count(),
+        1,
+        "{distributions}"
+    );
+
+    let marker = marker(&sandbox, "markers/4.168.2/update-repositories.json");
+    assert_eq!(marker["distros"], "debian-12-bookworm");
+    assert_eq!(marker["dists"], "debian/bookworm debian/bookworm-4.168");
+}
+
+#[test]
+fn staged_files_that_do_not_match_their_checksums_are_not_published() {
+    let sandbox = Sandbox::new("repos-corrupt");
+    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
+    sandbox.put(
+        "hhvm-scratch/4.168.2/debian-12-bookworm/hhvm_4.168.2-1~bookworm_amd64.deb",
+        "tampered",
+    );
+    existing_repository(&sandbox);
+    let run = sandbox.run("update-repos.sh", REPO_ENV);
+    assert!(!run.success);
+    assert!(run.output.contains("do not match their SHA256SUMS"), "{}", run.output);
+    assert!(
+        !run.has_call(&["reprepro -b"]) && !run.has_call(&["s3://hhvm-downloads/debian/pool/"]),
+        "{:?}",
+        run.calls
+    );
+    assert!(!run.has_call(&["markers/4.168.2/update-repositories.json"]));
+    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
+}
+
+#[test]
+fn a_failed_package_upload_publishes_no_metadata() {
+    let sandbox = Sandbox::new("repos-upload-fails");
+    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
+    existing_repository(&sandbox);
+    let mut env = REPO_ENV.to_vec();
+    env.push(("FAKE_FAIL", "s3://hhvm-downloads/debian/pool/"));
+    env.push(("DISTROS", "debian-12-bookworm"));
+    let run = sandbox.run("update-repos.sh", &env);
+    assert!(!run.success);
+    assert!(
+        !run.has_call(&[
+            "aws s3 sync",
+            "--exclude pool/*",
+            "/debian/ s3://hhvm-downloads/debian/"
+        ]),
+        "{:?}",
+        run.calls
+    );
+    assert!(!run.has_call(&["markers/4.168.2/update-repositories.json"]));
+    assert_eq!(
+        sandbox.get("hhvm-downloads/debian/db/packages.db").as_deref(),
+        Some("old\n"),
+        "metadata untouched"
+    );
+    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
+}
+
+// ---------------------------------------------------------------- publish-release-source.sh
+
+#[test]
+fn release_source_is_pushed_then_copied_then_marked() {
+    let sandbox = Sandbox::new("publish");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "tarball");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz.sig", "sig");
+    sandbox.put(
+        "hhvm-scratch/hhvm-4.168.2.tar.gz.sha256",
+        "abc123  hhvm-4.168.2.tar.gz\ndef  hhvm-4.168.2.tar.gz.sig\n",
+    );
+    let run = sandbox.run("publish-release-source.sh", &[("VERSION", "4.168.2")]);
+    assert!(run.success, "{}", run.output);
+    assert_bounded_and_logged(
+        &run,
+        "30",
+        "logs/4.168.2/publish-release-source/i-0123456789abcdef0.log",
+    );
+
+    let fetch = run.position(&[
+        "git -C",
+        "fetch",
+        "git@github.com:hhvm/hhvm-staging.git",
+        "refs/tags/HHVM-4.168.2:refs/tags/HHVM-4.168.2",
+    ]);
+    let push = run.position(&[
+        "git -C",
+        "push",
+        "git@github.com:facebook/hhvm.git",
+        "refs/tags/HHVM-4.168.2:refs/tags/HHVM-4.168.2",
+        "0123456789abcdef0123456789abcdef01234567:refs/heads/HHVM-4.168",
+    ]);
+    let copy = run.position(&[
+        "aws s3 cp",
+        "s3://hhvm-scratch/hhvm-4.168.2.tar.gz s3://hhvm-downloads/source/hhvm-4.168.2.tar.gz",
+    ]);
+    let marker_upload = run.position(&["s3://hhvm-scratch/markers/4.168.2/publish-release-source.json"]);
+    assert!(fetch < push && push < copy && copy < marker_upload, "{:?}", run.calls);
+    for suffix in ["", ".sig", ".sha256"] {
+        assert!(
+            sandbox
+                .get(&format!("hhvm-downloads/source/hhvm-4.168.2.tar.gz{suffix}"))
+                .is_some(),
+            "{suffix}"
+        );
+    }
+    let marker = marker(&sandbox, "markers/4.168.2/publish-release-source.json");
+    assert_eq!(marker["sourceTarballSha256"], "abc123");
+    assert_eq!(marker["branch"], "HHVM-4.168");
+    assert!(sandbox.tmp_is_empty(), "deploy keys are removed on exit");
+}
+
+#[test]
+fn a_refused_push_copies_nothing() {
+    let sandbox = Sandbox::new("publish-refused");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "tarball");
+    let run = sandbox.run(
+        "publish-release-source.sh",
+        &[("VERSION", "4.168.2"), ("FAKE_FAIL", " push ")],
+    );
+    assert!(!run.success);
+    assert!(
+        !run.has_call(&["s3://hhvm-downloads/"]) && !run.has_call(&["markers/"]),
+        "{:?}",
+        run.calls
+    );
+    assert_bounded_and_logged(
+        &run,
+        "30",
+        "logs/4.168.2/publish-release-source/i-0123456789abcdef0.log",
+    );
+}
+
+// ---------------------------------------------------------------- every script
+
+/// A run that stopped before any effect: only the timer and the power-off were recorded.
+fn assert_no_effect(run: &Run, minutes: &str) {
+    assert!(!run.success);
+    assert_eq!(run.calls.len(), 2, "{:?}\n{}", run.calls, run.output);
+    assert!(
+        run.calls[0].starts_with(&format!("shutdown -h +{minutes} ")),
+        "{:?}",
+        run.calls
+    );
+    assert_eq!(run.calls[1], "shutdown -h now");
+}
+
+#[test]
+fn missing_variables_fail_before_any_effect_naming_each() {
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "make-binary-package.sh",
+            "180",
+            "VERSION IS_NIGHTLY DISTRO PACKAGING_BRANCH SOURCE_BUCKET SOURCE_KEY",
+        ),
+        (
+            "make-source-tarball.sh",
+            "60",
+            "VERSION IS_NIGHTLY PACKAGING_BRANCH SOURCE_BUCKET SOURCE_KEY",
+        ),
+        ("update-repos.sh", "120", "VERSION PACKAGING_BRANCH"),
+        ("publish-release-source.sh", "30", "VERSION"),
+    ];
+    for (script, minutes, missing) in cases {
+        let sandbox = Sandbox::new("missing");
+        let run = sandbox.run(script, &[]);
+        assert_no_effect(&run, minutes);
+        assert!(
+            run.output
+                .contains(&format!("required variable(s) not set: {missing} ")),
+            "{script}: {}",
+            run.output
+        );
+    }
+}
+
+#[test]
+fn hostile_values_fail_before_any_effect() {
+    /// (script, timeout minutes, overriding variables)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 5] = [
+        ("make-binary-package.sh", "180", &[("DISTRO", "debian-12-bookworm;id")]),
+        ("make-binary-package.sh", "180", &[("VERSION", "$(id)")]),
+        (
+            "make-source-tarball.sh",
+            "60",
+            &[("PACKAGING_BRANCH", "master; rm -rf /")],
+        ),
+        ("update-repos.sh", "120", &[("DISTROS", "debian-12-bookworm x`id`")]),
+        ("publish-release-source.sh", "30", &[("VERSION", "2026.11.21")]),
+    ];
+    for (script, minutes, overrides) in cases {
+        let mut env: Vec<(&str, &str)> = BINARY_ENV.iter().chain(SOURCE_ENV).chain(REPO_ENV).copied().collect();
+        env.push(("VERSION", "4.168.2"));
+        env.extend(overrides.iter().copied());
+        let sandbox = Sandbox::new("hostile");
+        let run = sandbox.run(script, &env);
+        assert_no_effect(&run, minutes);
+        assert!(run.output.contains("is not"), "{script} {overrides:?}: {}", run.output);
+    }
+}

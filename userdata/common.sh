@@ -1,0 +1,210 @@
+# shellcheck shell=bash
+# Functions shared by the worker scripts. The launching functions embed this file between
+# their variable prelude and the job's script; a script run directly (tests, a local pipeline)
+# sources it from its own directory. Contract: docs/workers.md.
+
+set -euo pipefail
+
+# Production defaults of every external location; the prelude or the environment overrides them.
+: "${AWS_REGION:=us-west-2}"
+: "${AWS_DEFAULT_REGION:=$AWS_REGION}"
+export AWS_REGION AWS_DEFAULT_REGION
+: "${SCRATCH_BUCKET:=hhvm-scratch}"
+: "${DOWNLOADS_BUCKET:=hhvm-downloads}"
+: "${PACKAGING_REPO_URL:=https://github.com/hhvm/packaging}"
+: "${PACKAGING_DIR:=/opt/hhvm-packaging}"
+: "${WORK_DIR:=/var/lib/hhvm-worker}"
+: "${SIGNING_KEY_SECRET_ID:=hhvm/package-signing-key}"
+: "${SIGNING_KEY_ID:=D386EB94}"
+# cloud-init writes the script's output here on EC2; a local run points it at its own log.
+: "${WORKER_LOG:=/var/log/cloud-init-output.log}"
+# Off only where powering the machine off would be wrong (a local run).
+: "${SHUTDOWN_WHEN_DONE:=true}"
+: "${INSTALL_PACKAGES:=true}"
+# GitHub's published SSH host key, so deploy-key pushes never trust on first use.
+: "${GIT_KNOWN_HOSTS:=github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl}"
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+readonly VERSION_PATTERN='^([0-9]{4}\.[0-9]{2}\.[0-9]{2}|[0-9]+\.[0-9]+\.[0-9]+)$'
+# shellcheck disable=SC2034
+readonly RELEASE_PATTERN='^[0-9]+\.[0-9]+\.[0-9]+$'
+# shellcheck disable=SC2034
+readonly DISTRO_PATTERN='^(debian|ubuntu)-[0-9.]+-[a-z]+$'
+# shellcheck disable=SC2034
+readonly BRANCH_PATTERN='^(master|HHVM-[0-9]+\.[0-9]+)$'
+
+log() {
+  printf '%s [%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${JOB_KIND:-worker}" "$*" >&2
+}
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# worker_begin JOB_KIND TIMEOUT_MINUTES: the first thing a script does. The timer bounds the
+# instance's life whatever happens next; the instance terminates when it powers off.
+worker_begin() {
+  JOB_KIND=$1
+  JOB_STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  JOB_STARTED_EPOCH=$(date -u +%s)
+  if [[ $SHUTDOWN_WHEN_DONE == true ]]; then
+    shutdown -h "+$2" "hard timeout of the $JOB_KIND worker"
+  fi
+  trap on_exit EXIT
+}
+
+# require_variables NAME...: fails naming every missing variable, before the job has any effect.
+require_variables() {
+  local missing=() name
+  for name in "$@"; do
+    if [[ -z ${!name:-} ]]; then
+      missing+=("$name")
+    fi
+  done
+  if ((${#missing[@]} > 0)); then
+    die "required variable(s) not set: ${missing[*]} (see docs/workers.md)"
+  fi
+}
+
+# require_pattern NAME REGEX DESCRIPTION: the launching function validated the value already;
+# checked again because a script may also be run by hand.
+require_pattern() {
+  if [[ ! ${!1} =~ $2 ]]; then
+    die "$1=${!1@Q} is not $3"
+  fi
+}
+
+current_instance_id() {
+  if [[ -n ${INSTANCE_ID:-} ]]; then
+    printf '%s\n' "$INSTANCE_ID"
+    return
+  fi
+  local token
+  if token=$(curl -fsS -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token) &&
+    curl -fsS -m 5 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id; then
+    return
+  fi
+  printf 'unknown-%s\n' "$(hostname -s)"
+}
+
+# The S3 layout of the scratch bucket (lambdas/pipeline-core/src/layout.rs is the contract).
+marker_key() { # VERSION JOB [DISTRO]
+  if [[ -n ${3:-} ]]; then
+    printf 'markers/%s/%s/%s.json\n' "$1" "$2" "$3"
+  else
+    printf 'markers/%s/%s.json\n' "$1" "$2"
+  fi
+}
+
+log_key() { # VERSION JOB INSTANCE [DISTRO]
+  if [[ -n ${4:-} ]]; then
+    printf 'logs/%s/%s/%s/%s.log\n' "$1" "$2" "$4" "$3"
+  else
+    printf 'logs/%s/%s/%s.log\n' "$1" "$2" "$3"
+  fi
+}
+
+# worker_ready: once the variables are known good: where the log goes (per distro when
+# JOB_DISTRO is set), and a private directory for secrets that the exit handler removes.
+worker_ready() {
+  WORKER_INSTANCE_ID=$(current_instance_id)
+  LOG_KEY=$(log_key "$VERSION" "$JOB_KIND" "$WORKER_INSTANCE_ID" "${JOB_DISTRO:-}")
+  SECRETS_DIR=$(umask 077 && mktemp -d)
+  mkdir -p -- "$WORK_DIR"
+  log "instance $WORKER_INSTANCE_ID; log goes to s3://$SCRATCH_BUCKET/$LOG_KEY"
+}
+
+on_exit() {
+  local status=$?
+  set +e
+  if [[ -n ${SECRETS_DIR:-} ]]; then
+    rm -rf -- "$SECRETS_DIR"
+  fi
+  if ((status == 0)); then
+    log "finished"
+  else
+    log "failed with status $status"
+  fi
+  if [[ -n ${LOG_KEY:-} && -f $WORKER_LOG ]]; then
+    aws s3 cp --only-show-errors "$WORKER_LOG" "s3://$SCRATCH_BUCKET/$LOG_KEY" || log "could not upload the log"
+  fi
+  if [[ $SHUTDOWN_WHEN_DONE == true ]]; then
+    shutdown -h now
+  fi
+  exit "$status"
+}
+
+install_packages() {
+  if [[ $INSTALL_PACKAGES == true ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+  fi
+}
+
+clone_packaging() {
+  rm -rf -- "$PACKAGING_DIR"
+  git clone --quiet --depth 1 --branch "$PACKAGING_BRANCH" -- "$PACKAGING_REPO_URL" "$PACKAGING_DIR"
+}
+
+# fetch_secret SECRET_ID FILE: the secret's value, readable by this user only.
+fetch_secret() {
+  (umask 077 && aws secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text >"$2")
+  [[ -s $2 ]] || die "secret $1 is empty"
+}
+
+import_signing_key() {
+  fetch_secret "$SIGNING_KEY_SECRET_ID" "$SECRETS_DIR/signing-key.asc"
+  gpg --batch --quiet --import "$SECRETS_DIR/signing-key.asc"
+  rm -f -- "$SECRETS_DIR/signing-key.asc"
+}
+
+# deploy_key_ssh_command SECRET_ID NAME: fetches a deploy key and prints a GIT_SSH_COMMAND using
+# only that key and GitHub's pinned host key.
+deploy_key_ssh_command() {
+  fetch_secret "$1" "$SECRETS_DIR/$2"
+  printf '%s\n' "$GIT_KNOWN_HOSTS" >"$SECRETS_DIR/known_hosts"
+  printf 'ssh -i %q -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%q\n' \
+    "$SECRETS_DIR/$2" "$SECRETS_DIR/known_hosts"
+}
+
+# write_checksums DIR FILE...: a SHA256SUMS-format list of FILEs (names relative to DIR).
+write_checksums() {
+  local dir=$1
+  shift
+  (cd -- "$dir" && sha256sum -- "$@")
+}
+
+# write_manifest OUT DIR [FIELD=VALUE...]: the success manifest: the fields given, the job's
+# timings, and every file of DIR with its size and SHA-256.
+write_manifest() {
+  local out=$1 dir=$2
+  shift 2
+  python3 - "$dir" "job=$JOB_KIND" "version=$VERSION" "instance=$WORKER_INSTANCE_ID" \
+    "startedAt=$JOB_STARTED_AT" "startedEpoch=$JOB_STARTED_EPOCH" "$@" >"$out" <<'PY'
+import hashlib, json, os, sys, time
+directory, pairs = sys.argv[1], sys.argv[2:]
+manifest = dict(pair.split("=", 1) for pair in pairs)
+started = int(manifest.pop("startedEpoch"))
+manifest["finishedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+manifest["durationSeconds"] = int(time.time()) - started
+files = []
+for name in sorted(os.listdir(directory)) if directory else []:
+    path = os.path.join(directory, name)
+    if os.path.isfile(path):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        files.append({"name": name, "bytes": os.path.getsize(path), "sha256": digest.hexdigest()})
+manifest["files"] = files
+json.dump(manifest, sys.stdout, indent=2, sort_keys=True)
+sys.stdout.write("\n")
+PY
+}
+
+# upload_marker FILE [DISTRO]: the success marker; written last, only when the job succeeded.
+upload_marker() {
+  aws s3 cp --only-show-errors --content-type application/json "$1" \
+    "s3://$SCRATCH_BUCKET/$(marker_key "$VERSION" "$JOB_KIND" "${2:-}")"
+}
