@@ -13,7 +13,7 @@ pub mod invalidation;
 pub mod listing;
 pub mod page;
 
-use pipeline_aws::cloudfront::is_distribution_id;
+use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
 use pipeline_core::executions::fnv1a;
 use pipeline_core::{BucketName, ObjectKey, Payload, PipelineError, S3Location};
 use serde::Serialize;
@@ -54,17 +54,7 @@ impl Config {
             Some(_) => Some(pipeline_aws::config::bucket(source, "DOWNLOADS_BUCKET")?),
             None => None,
         };
-        let distribution_id = source
-            .get("CLOUDFRONT_DISTRIBUTION_ID")
-            .filter(|v| !v.trim().is_empty());
-        if let Some(id) = &distribution_id
-            && !is_distribution_id(id)
-        {
-            return Err(PipelineError::configuration(
-                "CLOUDFRONT_DISTRIBUTION_ID",
-                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
-            ));
-        }
+        let distribution_id = configured_distribution_id(source)?;
         let invalidation_path_cap = match source
             .get("INDEX_INVALIDATION_PATH_CAP")
             .filter(|v| !v.trim().is_empty())
@@ -136,16 +126,7 @@ fn parse_request(config: &Config, payload: &Payload) -> Result<Request, Pipeline
             )
         })?,
     };
-    let distribution_id = match payload.optional_nonempty_str("cloudfront")? {
-        Some(id) if is_distribution_id(&id) => Some(id),
-        Some(id) => {
-            return Err(PipelineError::invalid_input(
-                "cloudfront",
-                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
-            ));
-        }
-        None => config.distribution_id.clone(),
-    };
+    let distribution_id = payload_distribution_id(payload)?.or_else(|| config.distribution_id.clone());
     let execution_name = payload.optional_nonempty_str("executionName")?;
     Ok(Request {
         bucket,

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_cloudfront::types::{
-    DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
-};
 use aws_sdk_s3::primitives::ByteStream;
 use create_s3_index_html::{Config, handle_at};
+use pipeline_testing::cloudfront::{create_distribution, invalidation_count};
 use pipeline_testing::{MotoServer, create_bucket, unique_name, unreachable_sdk_config};
 use serde_json::{Value, json};
 
@@ -22,46 +20,6 @@ async fn clients() -> Clients {
         s3: pipeline_aws::s3_client(&config),
         cloudfront: aws_sdk_cloudfront::Client::new(&config),
     }
-}
-
-async fn create_distribution(cloudfront: &aws_sdk_cloudfront::Client) -> String {
-    let origin = Origin::builder()
-        .id("downloads")
-        .domain_name("hhvm-downloads.s3.amazonaws.com")
-        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
-        .build()
-        .unwrap();
-    let config = DistributionConfig::builder()
-        .caller_reference(unique_name("distribution"))
-        .comment("test")
-        .enabled(true)
-        .origins(Origins::builder().quantity(1).items(origin).build().unwrap())
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("downloads")
-                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let output = cloudfront
-        .create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .expect("create a distribution");
-    output.distribution().unwrap().id().to_string()
-}
-
-async fn invalidation_count(cloudfront: &aws_sdk_cloudfront::Client, distribution: &str) -> usize {
-    let list = cloudfront
-        .list_invalidations()
-        .distribution_id(distribution)
-        .send()
-        .await
-        .unwrap();
-    list.invalidation_list().map(|l| l.items().len()).unwrap_or(0)
 }
 
 /// The keys of the test bucket: big and small directories, deep paths, folder markers, a

@@ -1,13 +1,11 @@
 //! get-build-status against moto's S3 through the real SDK client: every state, read from the
 //! markers and logs the workers write.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-
 use aws_sdk_s3::primitives::ByteStream;
 use get_build_status::{Config, handle_on};
 use pipeline_core::Version;
 use pipeline_core::s3::Buckets;
+use pipeline_testing::http::serve_current_targets;
 use pipeline_testing::{MotoServer, create_bucket, unreachable_sdk_config};
 use serde_json::{Value, json};
 
@@ -218,27 +216,13 @@ async fn the_source_tarball_has_the_same_four_states() {
     assert_eq!(output["not_built"], json!(["source"]));
 }
 
-/// A one-shot HTTP server answering with `body`, standing in for the packaging repository.
-fn serve_current_targets(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        if let Ok((mut stream, _)) = listener.accept() {
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{address}/packaging/{{branch}}/CURRENT_TARGETS")
-}
-
 #[tokio::test]
 async fn without_distros_the_branch_current_targets_are_read() {
-    let fixture = Fixture::new(Some(serve_current_targets("debian-12-bookworm\nubuntu-24.04-noble\n"))).await;
+    let fixture = Fixture::new(Some(serve_current_targets(
+        "200 OK",
+        "debian-12-bookworm\nubuntu-24.04-noble\n",
+    )))
+    .await;
     let output = fixture.status(json!({"version": "4.168.2"})).await;
     let names: Vec<&String> = output["artifacts"].as_object().unwrap().keys().collect();
     assert_eq!(names, ["source", "debian-12-bookworm", "ubuntu-24.04-noble"]);

@@ -2,41 +2,21 @@
 //! until stopped, as moto does without execute mode).
 
 use aws_sdk_sfn::Client;
-use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
+use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, sfn_client, start_execution};
+use pipeline_testing::unreachable_sdk_config;
 use serde_json::json;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
-const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
-
 async fn start_two_executions(sfn: &Client) -> (String, String) {
-    let machine = sfn
-        .create_state_machine()
-        .name(unique_name("hhvm-build"))
-        .definition(PASS_ONLY)
-        .role_arn(ROLE)
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn()
-        .to_string();
-    let mut arns = Vec::new();
-    for name in ["a", "b"] {
-        let started = sfn
-            .start_execution()
-            .state_machine_arn(&machine)
-            .name(name)
-            .input("{}")
-            .send()
-            .await
-            .unwrap();
-        arns.push(started.execution_arn().to_string());
-    }
-    (arns[0].clone(), arns[1].clone())
+    let machine = create_state_machine(sfn, "hhvm-build", PASS_ONLY).await;
+    (
+        start_execution(sfn, &machine, "a").await,
+        start_execution(sfn, &machine, "b").await,
+    )
 }
 
 #[tokio::test]
 async fn running_children_are_unfinished_and_an_aborted_one_is_reported() {
-    let sfn = Client::new(&MotoServer::shared().sdk_config().await);
+    let sfn = sfn_client().await;
     let (running, aborted) = start_two_executions(&sfn).await;
     sfn.stop_execution().execution_arn(&aborted).send().await.unwrap();
     let input = json!({"stepFunctionExecutions": [running, aborted], "version": "4.168.2", "other": {"x": [1]}});
@@ -66,7 +46,7 @@ async fn running_children_are_unfinished_and_an_aborted_one_is_reported() {
 
 #[tokio::test]
 async fn an_unknown_execution_is_invalid_input_naming_the_element() {
-    let sfn = Client::new(&MotoServer::shared().sdk_config().await);
+    let sfn = sfn_client().await;
     let (running, _) = start_two_executions(&sfn).await;
     let unknown = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:no-such-run";
     let error = get_state_machine_executions_state::handle(&sfn, json!({"stepFunctionExecutions": [running, unknown]}))

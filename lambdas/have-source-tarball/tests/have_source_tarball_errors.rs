@@ -1,23 +1,15 @@
 //! Failures an emulator cannot produce, through the real SDK client with aws-smithy-mocks.
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_mocks::{MockResponseInterceptor, create_mock_http_client, mock};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_mocks::{MockResponseInterceptor, mock};
 use aws_smithy_types::body::SdkBody;
+use pipeline_testing::mocked_client;
+use pipeline_testing::mocks::http_response;
 use serde_json::json;
 
 fn s3_answering(status: u16) -> aws_sdk_s3::Client {
-    let rule = mock!(aws_sdk_s3::Client::head_object)
-        .then_http_response(move || HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()));
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "mock"))
-        .http_client(create_mock_http_client())
-        .interceptor(MockResponseInterceptor::new().with_rule(&rule))
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    let rule =
+        mock!(aws_sdk_s3::Client::head_object).then_http_response(move || http_response(status, SdkBody::empty()));
+    mocked_client!(aws_sdk_s3, MockResponseInterceptor::new().with_rule(&rule))
 }
 
 #[tokio::test]

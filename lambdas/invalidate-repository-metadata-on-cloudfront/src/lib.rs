@@ -8,7 +8,7 @@
 //! returns the first attempt's invalidation instead of creating a second one; without
 //! `executionName` (a manual call) it contains the time, as in the original.
 
-use pipeline_aws::cloudfront::is_distribution_id;
+use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
 use pipeline_core::executions::fnv1a;
 use pipeline_core::payload::string_element;
 use pipeline_core::{Payload, PipelineError, Version};
@@ -37,18 +37,9 @@ pub struct Config {
 
 impl Config {
     pub fn from_source(source: &impl pipeline_aws::config::Source) -> Result<Config, PipelineError> {
-        let distribution_id = source
-            .get("CLOUDFRONT_DISTRIBUTION_ID")
-            .filter(|v| !v.trim().is_empty());
-        if let Some(id) = &distribution_id
-            && !is_distribution_id(id)
-        {
-            return Err(PipelineError::configuration(
-                "CLOUDFRONT_DISTRIBUTION_ID",
-                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
-            ));
-        }
-        Ok(Config { distribution_id })
+        Ok(Config {
+            distribution_id: configured_distribution_id(source)?,
+        })
     }
 }
 
@@ -62,14 +53,8 @@ pub struct PlannedInvalidation {
 
 /// `now` names manual calls (without `executionName`).
 pub fn plan(config: &Config, payload: &Payload, now: &str) -> Result<PlannedInvalidation, PipelineError> {
-    let distribution_id = match payload.optional_nonempty_str("cloudfront")? {
-        Some(id) if is_distribution_id(&id) => id,
-        Some(id) => {
-            return Err(PipelineError::invalid_input(
-                "cloudfront",
-                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
-            ));
-        }
+    let distribution_id = match payload_distribution_id(payload)? {
+        Some(id) => id,
         None => config.distribution_id.clone().ok_or_else(|| {
             PipelineError::configuration(
                 "CLOUDFRONT_DISTRIBUTION_ID",

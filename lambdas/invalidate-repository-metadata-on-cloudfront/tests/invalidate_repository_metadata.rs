@@ -1,73 +1,10 @@
 //! invalidate-repository-metadata-on-cloudfront against moto's CloudFront through the real SDK.
 
 use aws_sdk_cloudfront::Client;
-use aws_sdk_cloudfront::types::{
-    DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
-};
 use invalidate_repository_metadata_on_cloudfront::{Config, REPOSITORY_METADATA_PATHS, handle};
-use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
+use pipeline_testing::cloudfront::{cloudfront_client, create_distribution, invalidations};
+use pipeline_testing::unreachable_sdk_config;
 use serde_json::json;
-
-async fn cloudfront() -> Client {
-    Client::new(&MotoServer::shared().sdk_config().await)
-}
-
-async fn create_distribution(cloudfront: &Client) -> String {
-    let origin = Origin::builder()
-        .id("downloads")
-        .domain_name("hhvm-downloads.s3.amazonaws.com")
-        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
-        .build()
-        .unwrap();
-    let config = DistributionConfig::builder()
-        .caller_reference(unique_name("distribution"))
-        .comment("test")
-        .enabled(true)
-        .origins(Origins::builder().quantity(1).items(origin).build().unwrap())
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("downloads")
-                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let output = cloudfront
-        .create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .expect("create a distribution");
-    output
-        .distribution()
-        .expect("the created distribution")
-        .id()
-        .to_string()
-}
-
-/// Every invalidation of the distribution, with its paths.
-async fn invalidations(cloudfront: &Client, distribution: &str) -> Vec<(String, Vec<String>)> {
-    let list = cloudfront
-        .list_invalidations()
-        .distribution_id(distribution)
-        .send()
-        .await
-        .unwrap();
-    let mut result = Vec::new();
-    for summary in list.invalidation_list().map(|l| l.items()).unwrap_or_default() {
-        let got = cloudfront
-            .get_invalidation()
-            .distribution_id(distribution)
-            .id(summary.id())
-            .send()
-            .await
-            .unwrap();
-        let batch = got.invalidation().unwrap().invalidation_batch().unwrap();
-        result.push((summary.id().to_string(), batch.paths().unwrap().items().to_vec()));
-    }
-    result
-}
 
 fn config(distribution: &str) -> Config {
     Config {
@@ -77,7 +14,7 @@ fn config(distribution: &str) -> Config {
 
 #[tokio::test]
 async fn invalidates_the_six_metadata_paths_and_reports_only_id_and_status() {
-    let cloudfront = cloudfront().await;
+    let cloudfront = cloudfront_client().await;
     let distribution = create_distribution(&cloudfront).await;
     let input = json!({"version": "4.168.2", "executionName": "run-1", "unknown": {"a": [1, null]}});
 
@@ -107,7 +44,7 @@ async fn invalidates_the_six_metadata_paths_and_reports_only_id_and_status() {
 
 #[tokio::test]
 async fn a_retry_of_the_same_execution_creates_no_second_invalidation() {
-    let cloudfront = cloudfront().await;
+    let cloudfront = cloudfront_client().await;
     let distribution = create_distribution(&cloudfront).await;
     let input = json!({"version": "2026.11.21", "executionName": "nightly-2026-11-21"});
     let first = handle(&cloudfront, &config(&distribution), input.clone())
@@ -132,7 +69,7 @@ async fn a_retry_of_the_same_execution_creates_no_second_invalidation() {
 
 #[tokio::test]
 async fn the_payload_names_the_distribution_and_paths() {
-    let cloudfront = cloudfront().await;
+    let cloudfront = cloudfront_client().await;
     let distribution = create_distribution(&cloudfront).await;
     let input = json!({"cloudfront": distribution, "paths": ["/debian/dists/*"], "executionName": "run-2"});
     handle(&cloudfront, &Config::default(), input).await.unwrap();
@@ -144,7 +81,7 @@ async fn the_payload_names_the_distribution_and_paths() {
 
 #[tokio::test]
 async fn an_unknown_distribution_is_an_aws_service_error() {
-    let cloudfront = cloudfront().await;
+    let cloudfront = cloudfront_client().await;
     let error = handle(&cloudfront, &config("ENOSUCHDIST1"), json!({"executionName": "r"}))
         .await
         .unwrap_err();

@@ -1,12 +1,10 @@
 //! A CloudFront answer an emulator cannot produce, through the real SDK client with
 //! aws-smithy-mocks: the caller reference is taken by an invalidation of other paths.
 
-use aws_sdk_cloudfront::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
+use aws_smithy_mocks::mock;
 use invalidate_repository_metadata_on_cloudfront::{Config, handle};
+use pipeline_testing::mocked_client;
+use pipeline_testing::mocks::{http_response, match_any};
 use serde_json::json;
 
 const EMPTY_LIST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -21,23 +19,11 @@ const BATCH_EXISTS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </ErrorResponse>"#;
 
 fn cloudfront_refusing_the_reference() -> aws_sdk_cloudfront::Client {
-    let list = mock!(aws_sdk_cloudfront::Client::list_invalidations)
-        .then_http_response(|| HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(EMPTY_LIST)));
-    let create = mock!(aws_sdk_cloudfront::Client::create_invalidation)
-        .then_http_response(|| HttpResponse::new(StatusCode::try_from(409).unwrap(), SdkBody::from(BATCH_EXISTS)));
-    let config = aws_sdk_cloudfront::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "mock"))
-        .http_client(create_mock_http_client())
-        .interceptor(
-            MockResponseInterceptor::new()
-                .rule_mode(RuleMode::MatchAny)
-                .with_rule(&list)
-                .with_rule(&create),
-        )
-        .build();
-    aws_sdk_cloudfront::Client::from_conf(config)
+    let list =
+        mock!(aws_sdk_cloudfront::Client::list_invalidations).then_http_response(|| http_response(200, EMPTY_LIST));
+    let create =
+        mock!(aws_sdk_cloudfront::Client::create_invalidation).then_http_response(|| http_response(409, BATCH_EXISTS));
+    mocked_client!(aws_sdk_cloudfront, match_any(&[&list, &create]))
 }
 
 #[tokio::test]

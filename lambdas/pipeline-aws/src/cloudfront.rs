@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::error::SdkError;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
-use pipeline_core::PipelineError;
+use pipeline_core::{Payload, PipelineError};
 
 /// How far back an earlier attempt's invalidation is looked for. Retries of a Task happen
 /// within minutes; the window bounds how much invalidation history is read.
@@ -23,6 +23,33 @@ pub struct Invalidation {
 /// Whether `text` looks like a CloudFront distribution ID (upper-case letters and digits).
 pub fn is_distribution_id(text: &str) -> bool {
     (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// `CLOUDFRONT_DISTRIBUTION_ID`, when set: the distribution used when the payload names none.
+pub fn configured_distribution_id(source: &impl crate::config::Source) -> Result<Option<String>, PipelineError> {
+    let distribution_id = source
+        .get("CLOUDFRONT_DISTRIBUTION_ID")
+        .filter(|v| !v.trim().is_empty());
+    if let Some(id) = &distribution_id
+        && !is_distribution_id(id)
+    {
+        return Err(PipelineError::configuration(
+            "CLOUDFRONT_DISTRIBUTION_ID",
+            format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+        ));
+    }
+    Ok(distribution_id)
+}
+
+/// The payload's `cloudfront` distribution ID, when it names one.
+pub fn payload_distribution_id(payload: &Payload) -> Result<Option<String>, PipelineError> {
+    match payload.optional_nonempty_str("cloudfront")? {
+        Some(id) if !is_distribution_id(&id) => Err(PipelineError::invalid_input(
+            "cloudfront",
+            format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+        )),
+        id => Ok(id),
+    }
 }
 
 /// Creates an invalidation of `paths` with `caller_reference`, unless one with that reference
@@ -159,5 +186,36 @@ mod tests {
         for bad in ["", "e35ybtv6qcr5ba", "E35/..", "E35 YB", &"E".repeat(33)] {
             assert!(!is_distribution_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_configured_distribution_is_validated_and_blank_is_unset() {
+        let set = |name: &str| (name == "CLOUDFRONT_DISTRIBUTION_ID").then(|| "E35YBTV6QCR5BA".to_string());
+        assert_eq!(
+            configured_distribution_id(&set).unwrap().as_deref(),
+            Some("E35YBTV6QCR5BA")
+        );
+        let blank = |_: &str| Some("  ".to_string());
+        assert_eq!(configured_distribution_id(&blank).unwrap(), None);
+        let bad = |name: &str| (name == "CLOUDFRONT_DISTRIBUTION_ID").then(|| "e3".to_string());
+        let error = configured_distribution_id(&bad).unwrap_err();
+        assert_eq!(error.error_type(), "ConfigurationError");
+        assert!(error.to_string().contains("CLOUDFRONT_DISTRIBUTION_ID"), "{error}");
+    }
+
+    #[test]
+    fn the_payload_distribution_is_validated_and_empty_is_unset() {
+        let id = |input: serde_json::Value| payload_distribution_id(&Payload::from_value(input).unwrap());
+        assert_eq!(
+            id(serde_json::json!({"cloudfront": "E35YBTV6QCR5BA"}))
+                .unwrap()
+                .as_deref(),
+            Some("E35YBTV6QCR5BA")
+        );
+        assert_eq!(id(serde_json::json!({"cloudfront": ""})).unwrap(), None);
+        assert_eq!(id(serde_json::json!({})).unwrap(), None);
+        let error = id(serde_json::json!({"cloudfront": "lower-case"})).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("`cloudfront`"), "{error}");
     }
 }

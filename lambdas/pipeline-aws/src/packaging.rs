@@ -65,28 +65,9 @@ async fn fetch_text(url: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
+    use pipeline_testing::http::serve_current_targets;
 
     use super::*;
-
-    /// A one-shot HTTP server on 127.0.0.1 answering every request with `status` and `body`.
-    fn serve_once(status: &'static str, body: &'static str) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            if let Ok((mut stream, _)) = listener.accept() {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        format!("http://{address}/packaging/{{branch}}/CURRENT_TARGETS")
-    }
 
     #[test]
     fn the_branch_is_substituted() {
@@ -99,7 +80,7 @@ mod tests {
 
     #[tokio::test]
     async fn distros_are_read_from_the_branch() {
-        let template = serve_once("200 OK", "debian-12-bookworm\nubuntu-24.04-noble\n");
+        let template = serve_current_targets("200 OK", "debian-12-bookworm\nubuntu-24.04-noble\n");
         let distros = fetch_current_targets(&template, &PackagingBranch::Master)
             .await
             .unwrap();
@@ -111,7 +92,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_branch_is_current_targets_unavailable() {
-        let template = serve_once("404 Not Found", "404: Not Found");
+        let template = serve_current_targets("404 Not Found", "404: Not Found");
         let error = fetch_current_targets(&template, &"HHVM-9.9".parse().unwrap())
             .await
             .unwrap_err();
@@ -122,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_line_is_an_error_not_a_skipped_distro() {
-        let template = serve_once("200 OK", "debian-12-bookworm\nrm -rf /\n");
+        let template = serve_current_targets("200 OK", "debian-12-bookworm\nrm -rf /\n");
         let error = fetch_current_targets(&template, &PackagingBranch::Master)
             .await
             .unwrap_err();

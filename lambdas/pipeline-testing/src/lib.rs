@@ -6,6 +6,10 @@
 //! One server serves a whole test binary; tests stay apart by using unique resource names
 //! (`unique_name`) and only the instances they launched themselves.
 
+pub mod cloudfront;
+pub mod http;
+pub mod mocks;
+pub mod sfn;
 pub mod workers;
 
 use std::io::{Read, Write};

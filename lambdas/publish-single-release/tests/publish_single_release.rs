@@ -1,32 +1,14 @@
 //! publish-single-release against moto's Step Functions through the real SDK client.
 
 use aws_sdk_sfn::Client;
-use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
-use serde_json::{Value, json};
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
-const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
-
-async fn sfn() -> Client {
-    Client::new(&MotoServer::shared().sdk_config().await)
-}
-
-async fn create_state_machine(sfn: &Client) -> String {
-    let output = sfn
-        .create_state_machine()
-        .name(unique_name("hhvm-publish-release"))
-        .definition(PASS_ONLY)
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("create a test state machine");
-    output.state_machine_arn().to_string()
-}
+use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, execution_count, execution_input, sfn_client};
+use pipeline_testing::unreachable_sdk_config;
+use serde_json::json;
 
 #[tokio::test]
 async fn publishes_with_branch_and_distros_and_replaces_the_execution_list() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-publish-release", PASS_ONLY).await;
     let input = json!({
         "executionName": "multi-1",
         "version": "4.168.2",
@@ -56,10 +38,8 @@ async fn publishes_with_branch_and_distros_and_replaces_the_execution_list() {
     ] {
         assert_eq!(output[field], input[field], "{field}");
     }
-    let described = sfn.describe_execution().execution_arn(&arn).send().await.unwrap();
-    let child: Value = serde_json::from_str(described.input().unwrap()).unwrap();
     assert_eq!(
-        child,
+        execution_input(&sfn, &arn).await,
         json!({
             "version": "4.168.2",
             "packagingBranch": "HHVM-4.168",
@@ -70,8 +50,7 @@ async fn publishes_with_branch_and_distros_and_replaces_the_execution_list() {
 
     let again = publish_single_release::handle(&sfn, &machine, input).await.unwrap();
     assert_eq!(again["stepFunctionExecutions"], output["stepFunctionExecutions"]);
-    let listed = sfn.list_executions().state_machine_arn(&machine).send().await.unwrap();
-    assert_eq!(listed.executions().len(), 1);
+    assert_eq!(execution_count(&sfn, &machine).await, 1);
 }
 
 #[tokio::test]

@@ -1,42 +1,14 @@
 //! start-multiple-builds against moto's Step Functions through the real SDK client.
 
 use aws_sdk_sfn::Client;
-use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
-use serde_json::{Value, json};
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
-const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
-
-async fn sfn() -> Client {
-    Client::new(&MotoServer::shared().sdk_config().await)
-}
-
-async fn create_state_machine(sfn: &Client) -> String {
-    let output = sfn
-        .create_state_machine()
-        .name(unique_name("hhvm-build"))
-        .definition(PASS_ONLY)
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("create a test state machine");
-    output.state_machine_arn().to_string()
-}
-
-async fn execution_count(sfn: &Client, state_machine: &str) -> usize {
-    sfn.list_executions()
-        .state_machine_arn(state_machine)
-        .send()
-        .await
-        .unwrap()
-        .executions()
-        .len()
-}
+use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, execution_count, execution_input, sfn_client};
+use pipeline_testing::unreachable_sdk_config;
+use serde_json::json;
 
 #[tokio::test]
 async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
     let input = json!({
         "executionName": "releases-1",
         "versions": ["4.168.2", "4.167.5", "2026.11.21"],
@@ -69,10 +41,8 @@ async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() 
     }
     // The first step of the multi machine fills in the poll settings the input leaves out.
     assert_eq!(output["pollLimit"], 600);
-    let described = sfn.describe_execution().execution_arn(arns[1]).send().await.unwrap();
-    let child: Value = serde_json::from_str(described.input().unwrap()).unwrap();
     assert_eq!(
-        child,
+        execution_input(&sfn, arns[1]).await,
         json!({
             "version": "4.167.5",
             "packagingBranch": "HHVM-4.167",
@@ -90,8 +60,8 @@ async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() 
 
 #[tokio::test]
 async fn one_bad_version_starts_nothing() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
     let input = json!({"executionName": "releases-2", "versions": ["4.168.2", "4.x.1"]});
     let error = start_multiple_builds::handle(&sfn, &machine, input).await.unwrap_err();
     assert_eq!(error.error_type(), "InvalidVersion");

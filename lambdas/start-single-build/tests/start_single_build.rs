@@ -1,52 +1,14 @@
 //! start-single-build against moto's Step Functions through the real SDK client.
 
 use aws_sdk_sfn::Client;
-use pipeline_testing::{MotoServer, unique_name, unreachable_sdk_config};
+use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, execution_count, execution_input, sfn_client};
+use pipeline_testing::unreachable_sdk_config;
 use serde_json::{Value, json};
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
-const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
-
-async fn sfn() -> Client {
-    Client::new(&MotoServer::shared().sdk_config().await)
-}
-
-async fn create_state_machine(sfn: &Client) -> String {
-    let output = sfn
-        .create_state_machine()
-        .name(unique_name("hhvm-build"))
-        .definition(PASS_ONLY)
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("create a test state machine");
-    output.state_machine_arn().to_string()
-}
-
-async fn execution_count(sfn: &Client, state_machine: &str) -> usize {
-    let output = sfn
-        .list_executions()
-        .state_machine_arn(state_machine)
-        .send()
-        .await
-        .expect("list executions");
-    output.executions().len()
-}
-
-async fn stored_input(sfn: &Client, arn: &str) -> Value {
-    let output = sfn
-        .describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await
-        .expect("describe the execution");
-    serde_json::from_str(output.input().expect("the execution has an input")).expect("the input is JSON")
-}
 
 #[tokio::test]
 async fn starts_a_named_build_with_what_the_child_needs_and_passes_the_input_through() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
     let input: Value = serde_json::from_str(
         r#"{"executionName": "nightly-run-1", "version": "4.168.2", "packagingBranch": "HHVM-4.168",
             "distros": ["debian-12-bookworm"], "force": false, "pollIntervalSeconds": 1,
@@ -70,7 +32,7 @@ async fn starts_a_named_build_with_what_the_child_needs_and_passes_the_input_thr
         serde_json::to_string(&expected).unwrap()
     );
     assert_eq!(
-        stored_input(&sfn, arn).await,
+        execution_input(&sfn, arn).await,
         json!({
             "version": "4.168.2",
             "packagingBranch": "HHVM-4.168",
@@ -84,8 +46,8 @@ async fn starts_a_named_build_with_what_the_child_needs_and_passes_the_input_thr
 
 #[tokio::test]
 async fn a_retry_returns_the_same_execution_and_starts_nothing_new() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
     let input = json!({"executionName": "run-2", "version": "2026.11.21"});
     let first = start_single_build::handle(&sfn, &machine, input.clone()).await.unwrap();
     let second = start_single_build::handle(&sfn, &machine, input.clone()).await.unwrap();
@@ -103,8 +65,8 @@ async fn a_retry_returns_the_same_execution_and_starts_nothing_new() {
 
 #[tokio::test]
 async fn same_name_with_another_input_is_execution_already_exists() {
-    let sfn = sfn().await;
-    let machine = create_state_machine(&sfn).await;
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
     let input = json!({"executionName": "run-3", "version": "4.168.2", "distros": ["debian-12-bookworm"]});
     start_single_build::handle(&sfn, &machine, input).await.unwrap();
     let changed = json!({"executionName": "run-3", "version": "4.168.2", "distros": ["ubuntu-24.04-noble"]});
