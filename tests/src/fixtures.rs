@@ -9,6 +9,9 @@ use crate::StackError;
 
 /// The release branch the fixture packaging repository has besides `master`.
 pub const RELEASE_BRANCH: &str = "HHVM-4.168";
+/// Every release branch of the fixture packaging repository: two, so that two releases can be
+/// built and published in one run.
+pub const RELEASE_BRANCHES: [&str; 2] = [RELEASE_BRANCH, "HHVM-4.167"];
 
 /// Runs `program` with `args` (in `dir`), failing with its output if it fails; returns stdout.
 pub(crate) fn run(
@@ -51,6 +54,13 @@ fn make_repository(bare: &Path, sources: &[PathBuf], branches: &[&str]) -> Resul
         let from = format!("{}/.", source.display());
         run(None, &[], "cp", &["-a", &from, &work.to_string_lossy()])?;
     }
+    // `master` publishes nightlies to the plain codename dists only, as the packaging repository's
+    // master does; release branches add their pinned dist below.
+    let repositories = work.join("DEBIAN_REPOSITORIES");
+    if repositories.exists() {
+        std::fs::write(&repositories, "DISTRO\n")
+            .map_err(|e| StackError(format!("write {}: {e}", repositories.display())))?;
+    }
     run(Some(&work), &[], "git", &["init", "--quiet", "--initial-branch=master"])?;
     run(Some(&work), &[], "git", &["add", "--all"])?;
     let mut commit = GIT_IDENTITY.to_vec();
@@ -58,6 +68,7 @@ fn make_repository(bare: &Path, sources: &[PathBuf], branches: &[&str]) -> Resul
     run(Some(&work), &[], "git", &commit)?;
     for branch in branches {
         run(Some(&work), &[], "git", &["branch", branch])?;
+        commit_release_repositories(&work, branch)?;
     }
     run(
         None,
@@ -74,6 +85,34 @@ fn make_repository(bare: &Path, sources: &[PathBuf], branches: &[&str]) -> Resul
     std::fs::remove_dir_all(&work).map_err(|e| StackError(format!("remove {}: {e}", work.display())))
 }
 
+/// On release branch `HHVM-x.y` of a tree with `DEBIAN_REPOSITORIES`, as in the packaging
+/// repository: packages go to `<codename>` and `<codename>-x.y`. Other branches and trees stay
+/// as they are.
+fn commit_release_repositories(work: &Path, branch: &str) -> Result<(), StackError> {
+    let file = work.join("DEBIAN_REPOSITORIES");
+    let Some(release) = branch.strip_prefix("HHVM-") else {
+        return Ok(());
+    };
+    if !file.exists() {
+        return Ok(());
+    }
+    run(Some(work), &[], "git", &["checkout", "--quiet", branch])?;
+    std::fs::write(&file, format!("DISTRO\nDISTRO-{release}\n"))
+        .map_err(|e| StackError(format!("write {}: {e}", file.display())))?;
+    let mut commit = GIT_IDENTITY.to_vec();
+    commit.extend([
+        "commit",
+        "--quiet",
+        "--allow-empty",
+        "--all",
+        "--message",
+        "release branch repositories",
+    ]);
+    run(Some(work), &[], "git", &commit)?;
+    run(Some(work), &[], "git", &["checkout", "--quiet", "master"])?;
+    Ok(())
+}
+
 /// The repositories of a run: `file://` URLs the workers clone and push.
 #[derive(Debug, Clone)]
 pub struct Repositories {
@@ -84,7 +123,7 @@ pub struct Repositories {
 
 /// Makes the packaging repository (the test fixture `tests/fixtures/packaging` with the local
 /// build and source tarball commands of `tests/fixtures/local/packaging` over it; branches
-/// `master` and `HHVM-4.168`), the staging repository (the small source tree of
+/// `master`, `HHVM-4.168` and `HHVM-4.167`), the staging repository (the small source tree of
 /// `tests/fixtures/local/hhvm-source`), and an empty public repository.
 pub fn make_repositories(git_dir: &Path, fixtures: &Path) -> Result<Repositories, StackError> {
     let repositories = Repositories {
@@ -95,7 +134,7 @@ pub fn make_repositories(git_dir: &Path, fixtures: &Path) -> Result<Repositories
     make_repository(
         &repositories.packaging,
         &[fixtures.join("packaging"), fixtures.join("local/packaging")],
-        &[RELEASE_BRANCH],
+        &RELEASE_BRANCHES,
     )?;
     make_repository(&repositories.staging, &[fixtures.join("local/hhvm-source")], &[])?;
     run(

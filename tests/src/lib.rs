@@ -23,6 +23,8 @@ mod fixtures;
 mod http;
 pub mod machines;
 mod process;
+pub mod progress;
+pub mod published;
 mod stack;
 mod worker;
 
@@ -32,6 +34,8 @@ pub use machines::{
     ACCOUNT, REGION, describe_event, function_arn, function_placeholder, machine_name, machine_placeholder,
     state_machine_arn,
 };
+pub use progress::Progress;
+pub use published::{Publication, apt_download, inspect_publication, verify_in_release};
 pub use stack::{ExecutionOutcome, Invocation, LocalStack, Options, Settings};
 pub use worker::WorkerRun;
 

@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::Value;
 
-use crate::fixtures::{self, RELEASE_BRANCH, Repositories, SigningKey};
+use crate::fixtures::{self, RELEASE_BRANCH, RELEASE_BRANCHES, Repositories, SigningKey};
 use crate::machines::{self, REGION};
 use crate::process::GroupProcess;
 use crate::worker::{LocalWorker, WorkerConfig, WorkerRun};
@@ -350,7 +350,17 @@ impl LocalStack {
         ));
         let mut watch = Command::new(venv_bin.join("cargo-lambda"));
         watch
-            .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &lambda_port.to_string()])
+            // The functions were built above; a rebuild on every edit of the tree would make
+            // invocations wait for the compiler (and restart functions mid-run).
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &lambda_port.to_string(),
+            ])
             .current_dir(&root)
             .env("PATH", &path)
             .envs(stack.lambda_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -485,7 +495,7 @@ impl LocalStack {
         let fixtures_dir = root.join("tests/fixtures");
         let targets_path = fixtures_dir.join("packaging/CURRENT_TARGETS");
         let targets = std::fs::read(&targets_path).context(format!("read {}", targets_path.display()))?;
-        for branch in ["master", RELEASE_BRANCH] {
+        for branch in std::iter::once("master").chain(RELEASE_BRANCHES) {
             s3.put_object()
                 .bucket(&settings.packaging_bucket)
                 .key(format!("{branch}/CURRENT_TARGETS"))
@@ -1015,7 +1025,7 @@ fn instance_profile(kind: &str) -> String {
     format!("hhvm-local-{}-worker", kind.to_ascii_lowercase().replace('_', "-"))
 }
 
-async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, StackError> {
+pub(crate) async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, StackError> {
     let mut events = Vec::new();
     let mut token: Option<String> = None;
     loop {

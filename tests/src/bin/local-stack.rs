@@ -6,18 +6,27 @@
 //!       it exists), print the endpoints and environment, and wait for Ctrl-C
 //!   local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]
 //!       start everything, run one execution of MACHINE with progress, print the outcome, stop
+//!   local-stack pipeline [VERSION] [--name NAME] [--machines DIR] [--timeout SECONDS]
+//!       run hhvm-build-and-publish for today's nightly (or VERSION), show what was published,
+//!       and check with apt-get that the repository serves the package with a valid signature
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pipeline_tests::{LocalStack, Options, StackError, describe_event};
-use serde_json::Value;
+use pipeline_tests::published::{apt_download, inspect_publication, repository_and_suite};
+use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, StackError};
+use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
   local-stack up [--machines DIR]
-  local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]";
+  local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]
+  local-stack pipeline [VERSION] [--name NAME] [--machines DIR] [--timeout SECONDS]";
+
+/// The distros of the fixture packaging repository's CURRENT_TARGETS: every nightly is built and
+/// published for them.
+const PUBLISHED_DISTROS: [&str; 2] = ["debian-12-bookworm", "ubuntu-24.04-noble"];
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -109,27 +118,25 @@ async fn up(arguments: &Arguments) -> Result<(), StackError> {
     Ok(())
 }
 
-async fn run(arguments: &Arguments) -> Result<bool, StackError> {
-    let [machine, input] = arguments.positional.as_slice() else {
-        return Err(StackError(format!("run takes MACHINE and 'JSON INPUT'\n{USAGE}")));
-    };
-    let input: Value = serde_json::from_str(input).map_err(|e| StackError(format!("the input is not JSON: {e}")))?;
-    let dir =
-        machines_dir(arguments).ok_or_else(|| StackError::new("no state machine directory: pass --machines DIR"))?;
-    let mut stack = LocalStack::start(Options::default()).await?;
-    stack.register_state_machines(&dir).await?;
-    let name = arguments
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("local-{}", std::process::id()));
-    let execution = stack.start_execution(machine, &name, &input).await?;
-    eprintln!("local-stack: started {execution}");
+/// Runs one execution of `machine` on a started stack, with progress on stderr and every event
+/// in `history.jsonl`; prints the outcome and each worker's end.
+async fn execute(
+    stack: &LocalStack,
+    machine: &str,
+    name: &str,
+    input: &Value,
+    timeout: Duration,
+) -> Result<ExecutionOutcome, StackError> {
+    let execution = stack.start_execution(machine, name, input).await?;
+    let history = stack.run_dir().join("history.jsonl");
+    eprintln!(
+        "local-stack: started {execution}\nlocal-stack: every history event in full: {}",
+        history.display()
+    );
+    let mut progress = Progress::new(&history, true)?;
     let outcome = tokio::select! {
-        outcome = stack.wait_for_execution(&execution, arguments.timeout, |event| eprintln!("  {}", describe_event(event))) => outcome?,
-        _ = interrupted() => {
-            stack.stop();
-            return Err(StackError::new("interrupted"));
-        }
+        outcome = stack.follow_execution(&execution, timeout, &mut progress) => outcome?,
+        _ = interrupted() => return Err(StackError::new("interrupted")),
     };
     println!("{}: {}", outcome.status, outcome.arn);
     if let Some(output) = &outcome.output {
@@ -148,8 +155,122 @@ async fn run(arguments: &Arguments) -> Result<bool, StackError> {
             run.sandbox.join("worker.log").display()
         );
     }
+    Ok(outcome)
+}
+
+async fn run(arguments: &Arguments) -> Result<bool, StackError> {
+    let [machine, input] = arguments.positional.as_slice() else {
+        return Err(StackError(format!("run takes MACHINE and 'JSON INPUT'\n{USAGE}")));
+    };
+    let input: Value = serde_json::from_str(input).map_err(|e| StackError(format!("the input is not JSON: {e}")))?;
+    let dir =
+        machines_dir(arguments).ok_or_else(|| StackError::new("no state machine directory: pass --machines DIR"))?;
+    let mut stack = LocalStack::start(Options::default()).await?;
+    stack.register_state_machines(&dir).await?;
+    let name = arguments
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("local-{}", std::process::id()));
+    let outcome = execute(&stack, machine, &name, &input, arguments.timeout).await;
     stack.stop();
-    Ok(outcome.succeeded())
+    Ok(outcome?.succeeded())
+}
+
+/// The README's main job: build and publish a version on the local stack, show what was
+/// published, and prove with apt-get that the repository works.
+async fn pipeline(arguments: &Arguments) -> Result<bool, StackError> {
+    let version = match arguments.positional.as_slice() {
+        [] => None,
+        [version] => Some(version.clone()),
+        _ => return Err(StackError(format!("pipeline takes at most a VERSION\n{USAGE}"))),
+    };
+    let dir =
+        machines_dir(arguments).ok_or_else(|| StackError::new("no state machine directory: pass --machines DIR"))?;
+    let mut stack = LocalStack::start(Options::default()).await?;
+    let result = publish_and_check(&mut stack, arguments, version, &dir).await;
+    stack.stop();
+    result
+}
+
+async fn publish_and_check(
+    stack: &mut LocalStack,
+    arguments: &Arguments,
+    version: Option<String>,
+    dir: &std::path::Path,
+) -> Result<bool, StackError> {
+    stack.register_state_machines(dir).await?;
+    let mut input = json!({"pollIntervalSeconds": 1, "pollLimit": 900});
+    if let Some(version) = &version {
+        input["version"] = json!(version);
+    }
+    let name = arguments
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("local-{}", std::process::id()));
+    let started = Instant::now();
+    let outcome = execute(stack, "hhvm-build-and-publish", &name, &input, arguments.timeout).await?;
+    let pipeline_time = started.elapsed();
+    eprintln!(
+        "\nlocal-stack: the pipeline took {:.1} s (hhvm-build-and-publish, from StartExecution to its end)",
+        pipeline_time.as_secs_f64()
+    );
+    if !outcome.succeeded() {
+        return Ok(false);
+    }
+    let built = outcome
+        .output
+        .as_ref()
+        .and_then(|output| output["version"].as_str())
+        .ok_or_else(|| StackError(format!("the execution's output names no version: {:?}", outcome.output)))?
+        .to_string();
+    let nightly = outcome
+        .output
+        .as_ref()
+        .and_then(|output| output["nightly"].as_bool())
+        .unwrap_or(false);
+    let publication = inspect_publication(stack, &built).await?;
+    println!("\n{publication}");
+    let mut problems = Vec::new();
+    if publication.source_tarball().is_none() {
+        problems.push("no source tarball under source/".to_string());
+    }
+    if publication.pool_packages.is_empty() {
+        problems.push("no package of this version in the pools".to_string());
+    }
+    if publication.index_pages.is_empty() {
+        problems.push("no index pages".to_string());
+    }
+    if publication.invalidations.is_empty() {
+        problems.push("no CloudFront invalidation".to_string());
+    }
+    let package = if nightly { "hhvm-nightly" } else { "hhvm" };
+    for distro in PUBLISHED_DISTROS {
+        let Some((repository, suite)) = repository_and_suite(distro) else {
+            continue;
+        };
+        match apt_download(stack, repository, suite, package).await {
+            Ok(download) => println!(
+                "apt-get download {package} from {repository} {suite}: signature verified, got {}\n  {}",
+                download.deb.display(),
+                download.fields.trim_end().replace('\n', "\n  ")
+            ),
+            Err(error) => problems.push(format!("apt-get from {repository} {suite}: {error}")),
+        }
+    }
+    eprintln!(
+        "local-stack: pipeline wall time {:.1} s; logs and history in {}",
+        pipeline_time.as_secs_f64(),
+        stack.run_dir().display()
+    );
+    if problems.is_empty() {
+        println!("\nthe published repository works: {built} is installable with apt");
+        Ok(true)
+    } else {
+        for problem in &problems {
+            eprintln!("local-stack: problem: {problem}");
+        }
+        Ok(false)
+    }
 }
 
 #[tokio::main]
@@ -168,6 +289,7 @@ async fn main() -> ExitCode {
     let result = match arguments.command.as_str() {
         "up" => up(&arguments).await.map(|()| true),
         "run" => run(&arguments).await,
+        "pipeline" => pipeline(&arguments).await,
         other => {
             eprintln!("local-stack: unknown command {other}\n{USAGE}");
             return ExitCode::from(2);

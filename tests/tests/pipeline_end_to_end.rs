@@ -1,0 +1,500 @@
+//! The four state machines end to end on the local stack: real ASL in moto's execute mode, the
+//! real Lambdas, and the workers' real user data — a nightly built and published and fetched
+//! with apt, two releases built in parallel and published one at a time, a failed build that
+//! publishes nothing and is resumed, and bad input refused before anything starts.
+//!
+//! Each scenario starts its own stack (its worker is a task of the scenario's runtime), and the
+//! scenarios run one at a time: two stacks would compete for the CPUs and slow each other down.
+//! Time bounds are only timeouts, far above what a run takes; nothing asserts a duration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_sfn::types::ExecutionListItem;
+use pipeline_tests::published::{apt_download, apt_download_trusting, inspect_publication};
+use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, state_machine_arn};
+use serde_json::{Value, json};
+
+/// Far above a run's duration: only there so a hung run fails instead of blocking forever.
+const RUN_TIMEOUT: Duration = Duration::from_secs(1500);
+const DISTROS: [&str; 2] = ["debian-12-bookworm", "ubuntu-24.04-noble"];
+
+/// One scenario at a time in this binary.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn start_stack() -> LocalStack {
+    let mut stack = LocalStack::start(Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let machines = Path::new(env!("CARGO_MANIFEST_DIR")).join("../state-machines");
+    stack
+        .register_state_machines(&machines)
+        .await
+        .unwrap_or_else(|error| panic!("register the state machines: {error}"));
+    stack
+}
+
+/// Runs an execution to its end, following its children, with progress on stderr.
+async fn run(stack: &LocalStack, machine: &str, name: &str, input: Value) -> (ExecutionOutcome, Progress) {
+    let arn = stack
+        .start_execution(machine, name, &input)
+        .await
+        .unwrap_or_else(|error| panic!("start {machine} {name}: {error}"));
+    let mut progress =
+        Progress::new(&stack.run_dir().join(format!("history-{name}.jsonl")), true).expect("open the history file");
+    let outcome = stack
+        .follow_execution(&arn, RUN_TIMEOUT, &mut progress)
+        .await
+        .unwrap_or_else(|error| panic!("follow {arn}: {error}"));
+    (outcome, progress)
+}
+
+fn polling(mut input: Value) -> Value {
+    input["pollIntervalSeconds"] = json!(1);
+    input["pollLimit"] = json!(900);
+    input
+}
+
+/// Every execution of `machine` (in moto's order).
+async fn executions(stack: &LocalStack, machine: &str) -> Vec<ExecutionListItem> {
+    let listed = stack
+        .sfn()
+        .list_executions()
+        .state_machine_arn(state_machine_arn(machine))
+        .max_results(100)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("list the executions of {machine}: {error:?}"));
+    listed.executions().to_vec()
+}
+
+/// The input of an execution, as JSON.
+async fn execution_input(stack: &LocalStack, arn: &str) -> Value {
+    let described = stack
+        .sfn()
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("describe {arn}: {error:?}"));
+    serde_json::from_str(described.input().unwrap_or("null")).expect("an execution's input is JSON")
+}
+
+/// The output of an execution, as JSON.
+async fn execution_output(stack: &LocalStack, arn: &str) -> Value {
+    let described = stack
+        .sfn()
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("describe {arn}: {error:?}"));
+    serde_json::from_str(described.output().unwrap_or("null")).expect("an execution's output is JSON")
+}
+
+/// (start, stop) of a finished execution, in seconds.
+fn span(execution: &ExecutionListItem) -> (f64, f64) {
+    let seconds = |time: &aws_smithy_types::DateTime| time.secs() as f64 + f64::from(time.subsec_nanos()) / 1e9;
+    let stop = execution
+        .stop_date()
+        .unwrap_or_else(|| panic!("{} has not stopped", execution.execution_arn()));
+    (seconds(execution.start_date()), seconds(stop))
+}
+
+/// Every instance moto knows, with its state and tags.
+async fn instances(stack: &LocalStack) -> Vec<(String, String, BTreeMap<String, String>)> {
+    let described = stack
+        .ec2()
+        .describe_instances()
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("describe the instances: {error:?}"));
+    described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|instance| {
+            let tags = instance
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect();
+            (
+                instance.instance_id().unwrap_or_default().to_string(),
+                instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                tags,
+            )
+        })
+        .collect()
+}
+
+/// Instances in `pending` or `running`, asked of moto with a filter as an operator would.
+async fn live_instances(stack: &LocalStack) -> Vec<String> {
+    let filter = Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .build();
+    let described = stack
+        .ec2()
+        .describe_instances()
+        .filters(filter)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("describe the live instances: {error:?}"));
+    described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
+}
+
+/// Instance IDs of binary-package workers, with their distro.
+async fn binary_package_workers(stack: &LocalStack) -> BTreeMap<String, String> {
+    instances(stack)
+        .await
+        .into_iter()
+        .filter(|(_, _, tags)| tags.get("JobKind").map(String::as_str) == Some("binary-package"))
+        .map(|(id, _, tags)| (id, tags.get("Distro").cloned().unwrap_or_default()))
+        .collect()
+}
+
+fn report(scenario: &str, started: Instant) {
+    eprintln!(
+        "scenario {scenario}: {:.1} s (stack start-up included)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nightly_is_built_published_signed_and_installable() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let (outcome, progress) = run(&stack, "hhvm-build-and-publish", "nightly", polling(json!({}))).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let output = outcome.output.clone().unwrap_or_default();
+    assert_eq!(output["nightly"], true, "{output}");
+    let version = output["version"]
+        .as_str()
+        .expect("the output names the version")
+        .to_string();
+
+    // Progress followed the children the machine started.
+    for label in [
+        format!("hhvm-build {version}"),
+        format!("hhvm-publish-release {version}"),
+    ] {
+        assert!(
+            progress
+                .lines()
+                .iter()
+                .any(|line| line.contains(&label) && line.ends_with("✓ succeeded")),
+            "no successful {label} in the progress:\n{}",
+            progress.lines().join("\n")
+        );
+    }
+
+    let settings = stack.settings().clone();
+    let scratch = stack
+        .list_keys(&settings.scratch_bucket, "")
+        .await
+        .expect("list scratch");
+    let mut expected = vec![
+        format!("markers/{version}/source-tarball.json"),
+        format!("markers/{version}/update-repositories.json"),
+    ];
+    for distro in DISTROS {
+        expected.push(format!("markers/{version}/binary-package/{distro}.json"));
+    }
+    for key in &expected {
+        assert!(scratch.contains(key), "{key} missing from scratch: {scratch:?}");
+    }
+    for distro in DISTROS {
+        let staged_debs = scratch
+            .iter()
+            .filter(|key| key.starts_with(&format!("{version}/{distro}/hhvm-nightly")) && key.ends_with(".deb"))
+            .count();
+        assert_eq!(staged_debs, 2, "{distro}: {scratch:?}");
+    }
+
+    let publication = inspect_publication(&stack, &version)
+        .await
+        .unwrap_or_else(|error| panic!("inspect what was published: {error}"));
+    eprintln!("{publication}");
+    assert_eq!(
+        publication.source_tarball(),
+        Some(format!("source/nightlies/hhvm-nightly-{version}.tar.gz").as_str())
+    );
+    for (repository, suite) in [("debian", "bookworm"), ("ubuntu", "noble")] {
+        assert!(
+            publication
+                .pool_packages
+                .iter()
+                .any(|key| key.starts_with(&format!("{repository}/pool/"))
+                    && key.ends_with(&format!("hhvm-nightly_{version}-1~{suite}_amd64.deb"))),
+            "{repository} {suite}: {:?}",
+            publication.pool_packages
+        );
+        // inspect_publication verified every InRelease with gpgv against the run's key.
+        assert!(
+            publication
+                .dists
+                .iter()
+                .any(|d| d.repository == repository && d.suite == suite && d.signature.contains("Good signature")),
+            "{:?}",
+            publication.dists
+        );
+    }
+    assert!(
+        publication.index_pages.iter().any(|key| key == "index.html"),
+        "{:?}",
+        publication.index_pages
+    );
+    assert!(
+        publication
+            .invalidations
+            .iter()
+            .any(|i| i.paths.iter().any(|p| p == "/debian/dists/*")),
+        "{:?}",
+        publication.invalidations
+    );
+
+    for (repository, suite) in [("debian", "bookworm"), ("ubuntu", "noble")] {
+        let download = apt_download(&stack, repository, suite, "hhvm-nightly")
+            .await
+            .unwrap_or_else(|error| panic!("apt-get from {repository} {suite}: {error}"));
+        assert_eq!(
+            download.fields,
+            format!("Package: hhvm-nightly\nVersion: {version}-1~{suite}\nArchitecture: amd64\n")
+        );
+    }
+    // The same check trusting another key (none) fails: apt verified the run's signature.
+    let no_key = stack.run_dir().join("no-key.gpg");
+    std::fs::write(&no_key, b"").expect("write an empty keyring");
+    let refused = apt_download_trusting(&stack, &no_key, "debian", "bookworm", "hhvm-nightly").await;
+    assert!(
+        refused.is_err(),
+        "apt accepted the repository without its key: {refused:?}"
+    );
+    assert!(live_instances(&stack).await.is_empty());
+    stack.stop();
+    report("1 (nightly build and publish)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_releases_build_in_parallel_and_publish_one_at_a_time() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let versions = ["4.168.2", "4.167.5"];
+    let (outcome, _) = run(
+        &stack,
+        "hhvm-build-and-publish-multi",
+        "releases",
+        polling(json!({"versions": versions})),
+    )
+    .await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+
+    let builds = executions(&stack, "hhvm-build").await;
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    let publishes = executions(&stack, "hhvm-publish-release").await;
+    assert_eq!(publishes.len(), 2, "{publishes:?}");
+    for execution in builds.iter().chain(&publishes) {
+        assert_eq!(execution.status().as_str(), "SUCCEEDED", "{execution:?}");
+    }
+    let (a, b) = (span(&builds[0]), span(&builds[1]));
+    assert!(a.0 < b.1 && b.0 < a.1, "the builds did not overlap: {a:?} {b:?}");
+    let mut published: Vec<(f64, f64, String)> = Vec::new();
+    for execution in &publishes {
+        let (start, stop) = span(execution);
+        let input = execution_input(&stack, execution.execution_arn()).await;
+        published.push((start, stop, input["version"].as_str().unwrap_or_default().to_string()));
+    }
+    published.sort_by(|x, y| x.0.total_cmp(&y.0));
+    assert!(
+        published[0].1 <= published[1].0,
+        "the publishes overlapped: {published:?}"
+    );
+    assert_eq!(
+        published.iter().map(|p| p.2.as_str()).collect::<Vec<_>>(),
+        versions,
+        "published in the given order"
+    );
+
+    for version in versions {
+        let publication = inspect_publication(&stack, version)
+            .await
+            .unwrap_or_else(|error| panic!("inspect {version}: {error}"));
+        assert_eq!(
+            publication.pool_packages.len(),
+            4,
+            "{version}: {:?}",
+            publication.pool_packages
+        );
+        assert_eq!(
+            publication.source_tarball(),
+            Some(format!("source/hhvm-{version}.tar.gz").as_str())
+        );
+    }
+    // Each release went to its own dist too, from its own packaging branch.
+    let download = apt_download(&stack, "debian", "bookworm-4.167", "hhvm")
+        .await
+        .unwrap_or_else(|error| panic!("apt-get from bookworm-4.167: {error}"));
+    assert_eq!(
+        download.fields,
+        "Package: hhvm\nVersion: 4.167.5-1~bookworm\nArchitecture: amd64\n"
+    );
+    stack.stop();
+    report("2 (two releases, -multi)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_build_publishes_nothing_and_a_rerun_rebuilds_only_that_distro() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let version = "4.168.3";
+    let failing = "ubuntu-24.04-noble";
+    stack
+        .fail_builds_of(failing, Some(version))
+        .expect("set the failure knob");
+
+    let (outcome, _) = run(
+        &stack,
+        "hhvm-build-and-publish",
+        "failing",
+        polling(json!({"version": version})),
+    )
+    .await;
+    assert_eq!(outcome.status, "FAILED", "{outcome:?}");
+    assert_eq!(outcome.error.as_deref(), Some("BuildFailed"), "{outcome:?}");
+    let cause = outcome.cause.clone().unwrap_or_default();
+    assert!(cause.contains(failing), "the cause names the distro: {cause}");
+    assert!(!cause.contains("debian-12-bookworm"), "only the failed distro: {cause}");
+    let publication = inspect_publication(&stack, version)
+        .await
+        .expect("inspect the downloads bucket");
+    assert!(publication.pool_packages.is_empty(), "{:?}", publication.pool_packages);
+    assert!(executions(&stack, "hhvm-publish-release").await.is_empty());
+    assert_eq!(
+        live_instances(&stack).await,
+        Vec::<String>::new(),
+        "instances left running"
+    );
+    let workers_before = binary_package_workers(&stack).await;
+    assert_eq!(workers_before.len(), 2, "{workers_before:?}");
+
+    std::fs::remove_file(stack.settings().failing_builds_dir.join(format!("{version}_{failing}")))
+        .expect("remove the failure knob");
+    let (outcome, _) = run(
+        &stack,
+        "hhvm-build-and-publish",
+        "rerun",
+        polling(json!({"version": version})),
+    )
+    .await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let new_workers: Vec<String> = binary_package_workers(&stack)
+        .await
+        .into_iter()
+        .filter(|(id, _)| !workers_before.contains_key(id))
+        .map(|(_, distro)| distro)
+        .collect();
+    assert_eq!(new_workers, [failing], "only the failed distro is rebuilt");
+    let rerun_build = executions(&stack, "hhvm-build")
+        .await
+        .into_iter()
+        .find(|e| e.name().starts_with("rerun"))
+        .expect("the rerun started a build");
+    let build_output = execution_output(&stack, rerun_build.execution_arn()).await;
+    assert_eq!(
+        build_output["skippedDistros"],
+        json!(["debian-12-bookworm"]),
+        "{build_output}"
+    );
+    let publication = inspect_publication(&stack, version)
+        .await
+        .expect("inspect the downloads bucket");
+    for suite in ["bookworm", "noble"] {
+        assert!(
+            publication
+                .pool_packages
+                .iter()
+                .any(|key| key.ends_with(&format!("hhvm_{version}-1~{suite}_amd64.deb"))),
+            "{suite}: {:?}",
+            publication.pool_packages
+        );
+    }
+    assert_eq!(executions(&stack, "hhvm-publish-release").await.len(), 1);
+    stack.stop();
+    report("3 (failed build, then resumed)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_fails_at_the_first_step_and_starts_nothing() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let hostile = "4.1; rm -rf /";
+    let cases = [
+        (
+            "hhvm-build-and-publish",
+            json!({"version": hostile}),
+            "Get Version Number For Build",
+        ),
+        (
+            "hhvm-build",
+            json!({"version": hostile}),
+            "Get Version Number For Build",
+        ),
+        (
+            "hhvm-publish-release",
+            json!({"version": hostile}),
+            "Get Version Number For Build",
+        ),
+        (
+            "hhvm-build-and-publish-multi",
+            json!({"versions": ["4.168.2", hostile]}),
+            "Start Builds",
+        ),
+    ];
+    for (index, (machine, input, first_step)) in cases.into_iter().enumerate() {
+        let (outcome, progress) = run(&stack, machine, &format!("bad-{index}"), polling(input)).await;
+        assert_eq!(
+            (outcome.status.as_str(), outcome.error.as_deref()),
+            ("FAILED", Some("InvalidVersion")),
+            "{machine}: {outcome:?}"
+        );
+        assert!(
+            outcome.cause.as_deref().unwrap_or("").contains("version"),
+            "{machine}: the cause names the field: {outcome:?}"
+        );
+        let tasks_entered: Vec<&str> = progress
+            .lines()
+            .iter()
+            .filter_map(|line| line.split_once("▸ ").map(|(_, state)| state))
+            .filter(|state| !state.contains("Execution Name"))
+            .collect();
+        assert_eq!(
+            tasks_entered,
+            [first_step],
+            "{machine}:\n{}",
+            progress.lines().join("\n")
+        );
+    }
+    assert!(instances(&stack).await.is_empty(), "an instance was started");
+    // The build started directly above is the only one: -multi started none.
+    assert_eq!(executions(&stack, "hhvm-build").await.len(), 1);
+    assert!(executions(&stack, "hhvm-publish-release").await.len() == 1);
+    stack.stop();
+    report("4 (bad input)", started);
+}
