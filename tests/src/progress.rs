@@ -301,14 +301,7 @@ impl LocalStack {
                 return Ok(outcome);
             }
             if Instant::now() > deadline {
-                return Err(StackError(format!(
-                    "{arn} still runs after {} s (worker runs: {:?})",
-                    timeout.as_secs(),
-                    self.worker_runs()
-                        .iter()
-                        .map(|r| format!("{} {:?}", r.instance, r.exit_code))
-                        .collect::<Vec<_>>()
-                )));
+                return Err(self.still_running(arn, timeout));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -866,14 +866,7 @@ impl LocalStack {
                 });
             }
             if Instant::now() > deadline {
-                return Err(StackError(format!(
-                    "{arn} still runs after {} s (worker runs: {:?})",
-                    timeout.as_secs(),
-                    self.worker_runs()
-                        .iter()
-                        .map(|r| format!("{} {:?}", r.instance, r.exit_code))
-                        .collect::<Vec<_>>()
-                )));
+                return Err(self.still_running(arn, timeout));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -907,6 +900,19 @@ impl LocalStack {
     /// Every worker run that finished so far.
     pub fn worker_runs(&self) -> Vec<WorkerRun> {
         self.worker.as_ref().map(LocalWorker::runs).unwrap_or_default()
+    }
+
+    /// The error of a wait for execution `arn` that ran out of time, with the worker runs so far.
+    pub(crate) fn still_running(&self, arn: &str, timeout: Duration) -> StackError {
+        let runs: Vec<String> = self
+            .worker_runs()
+            .iter()
+            .map(|r| format!("{} {:?}", r.instance, r.exit_code))
+            .collect();
+        StackError(format!(
+            "{arn} still runs after {} s (worker runs: {runs:?})",
+            timeout.as_secs()
+        ))
     }
 
     /// Waits until worker runs of `instances` have all finished, or fails after `timeout`.

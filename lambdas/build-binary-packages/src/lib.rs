@@ -16,9 +16,9 @@
 use std::future::Future;
 
 use pipeline_aws::launch_config::LaunchConfig;
+use pipeline_core::distro::read_distros;
 use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::{JobKind, marker_key};
-use pipeline_core::payload::string_element;
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{Prelude, PreludeValue, base_prelude, worker_user_data};
 use pipeline_core::{Distro, PackagingBranch, Payload, PipelineError, S3Location};
@@ -53,22 +53,13 @@ impl BuildRequest {
             "source",
             "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
         )?;
-        let distros = match payload.get("distros") {
-            None | Some(Value::Null) => None,
-            Some(_) => {
-                let distros =
-                    payload.required_array("distros", "distro names such as debian-12-bookworm", |value| {
-                        string_element(value)?.parse::<Distro>()
-                    })?;
-                if distros.is_empty() {
-                    return Err(PipelineError::invalid_input(
-                        "distros",
-                        "is empty; leave it out to build CURRENT_TARGETS of the packaging branch",
-                    ));
-                }
-                Some(distros)
-            }
-        };
+        let distros = read_distros(payload)?;
+        if distros.as_ref().is_some_and(Vec::is_empty) {
+            return Err(PipelineError::invalid_input(
+                "distros",
+                "is empty; leave it out to build CURRENT_TARGETS of the packaging branch",
+            ));
+        }
         let force = payload.optional::<bool>("force", "a boolean")?.unwrap_or(false);
         Ok(BuildRequest {
             worker,

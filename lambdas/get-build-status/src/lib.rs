@@ -13,8 +13,8 @@
 //! artifact short of that (with its log), instead of returning the report.
 
 use pipeline_aws::s3::ObjectSummary;
+use pipeline_core::distro::read_distros;
 use pipeline_core::layout::{JobKind, log_prefix, marker_key};
-use pipeline_core::payload::string_element;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{Distro, ObjectKey, PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde::{Deserialize, Serialize};
@@ -305,14 +305,7 @@ pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, Pipel
         Some(text) => text.parse()?,
         None => version.default_packaging_branch(),
     };
-    let distros = match payload.get("distros").filter(|v| !v.is_null()) {
-        Some(_) => Some(
-            payload.required_array("distros", "distro names such as \"debian-12-bookworm\"", |value| {
-                string_element(value)?.parse::<Distro>()
-            })?,
-        ),
-        None => None,
-    };
+    let distros = read_distros(payload)?;
     let require = match payload.optional_nonempty_str("require")?.as_deref() {
         None => None,
         Some("built") => Some(Requirement::Built),

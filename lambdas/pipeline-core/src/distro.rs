@@ -54,6 +54,20 @@ impl fmt::Display for Distro {
     }
 }
 
+/// The optional `distros` field of a payload: absent or null is `None` (build what the packaging
+/// branch's `CURRENT_TARGETS` lists); otherwise an array of valid distro names, errors naming the
+/// element (`distros[1]`).
+pub fn read_distros(payload: &crate::Payload) -> Result<Option<Vec<Distro>>, crate::PipelineError> {
+    match payload.get("distros") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => payload
+            .required_array("distros", "distro names such as \"debian-12-bookworm\"", |value| {
+                crate::payload::string_element(value)?.parse()
+            })
+            .map(Some),
+    }
+}
+
 /// Parses a `CURRENT_TARGETS` file: one distro per line; blank lines and `#` comments ignored.
 pub fn parse_current_targets(text: &str) -> Result<Vec<Distro>, String> {
     text.lines()
@@ -86,6 +100,25 @@ mod tests {
         ] {
             assert!(bad.parse::<Distro>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn distros_are_optional_and_validated_by_element() {
+        let read = |input| read_distros(&crate::Payload::from_value(input).unwrap());
+        assert_eq!(read(serde_json::json!({})).unwrap(), None);
+        assert_eq!(read(serde_json::json!({"distros": null})).unwrap(), None);
+        let distros = read(serde_json::json!({"distros": ["debian-12-bookworm"]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            distros.iter().map(Distro::as_str).collect::<Vec<_>>(),
+            ["debian-12-bookworm"]
+        );
+        let error = read(serde_json::json!({"distros": ["debian-12-bookworm", "fedora-40-x"]})).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("`distros[1]`"), "{error}");
+        let error = read(serde_json::json!({"distros": "debian-12-bookworm"})).unwrap_err();
+        assert!(error.to_string().contains("`distros`: expected an array"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::distro::Distro;
 use crate::{PackagingBranch, Payload, PipelineError, Version};
 
 /// Step Functions' limit on execution names.
@@ -100,12 +99,9 @@ pub fn child_input(payload: &Payload, version: &Version, parent: &str) -> Result
     let mut input = Map::new();
     input.insert("version".into(), Value::String(version.to_string()));
     input.insert("packagingBranch".into(), Value::String(branch.to_string()));
-    if payload.get("distros").is_some_and(|d| !d.is_null()) {
-        let distros = payload.required_array("distros", "distro names such as \"debian-12-bookworm\"", |value| {
-            let text = crate::payload::string_element(value)?;
-            text.parse::<Distro>().map(|distro| Value::String(distro.to_string()))
-        })?;
-        input.insert("distros".into(), Value::Array(distros));
+    if let Some(distros) = crate::distro::read_distros(payload)? {
+        let names = distros.iter().map(|distro| Value::String(distro.to_string())).collect();
+        input.insert("distros".into(), Value::Array(names));
     }
     if let Some(force) = payload.optional::<bool>("force", "a boolean")? {
         input.insert("force".into(), Value::Bool(force));

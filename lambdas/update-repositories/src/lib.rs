@@ -7,12 +7,12 @@
 
 use pipeline_aws::launch_config::LaunchConfig;
 use pipeline_aws::single_worker::{SingleWorkerJob, launch_single_worker};
+use pipeline_core::distro::read_distros;
 use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::JobKind;
-use pipeline_core::payload::string_element;
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{PreludeValue, base_prelude};
-use pipeline_core::{Distro, Payload, PipelineError};
+use pipeline_core::{Payload, PipelineError};
 use serde_json::Value;
 
 pub const LIBRARY: &str = include_str!("../../../userdata/common.sh");
@@ -30,12 +30,7 @@ pub type Deps = pipeline_aws::single_worker::SingleWorkerDeps;
 /// The launch this payload asks for: pure, so every validation runs before any AWS call.
 pub fn plan(payload: &Payload, buckets: &Buckets, config: &LaunchConfig) -> Result<LaunchPlan, PipelineError> {
     let request = WorkerRequest::from_payload(payload)?;
-    let distros: Vec<Distro> = match payload.get("distros") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(_) => payload.required_array("distros", "distro names such as debian-12-bookworm", |value| {
-            string_element(value)?.parse::<Distro>()
-        })?,
-    };
+    let distros = read_distros(payload)?.unwrap_or_default();
     let mut prelude = base_prelude(&request.version, buckets, &config.worker_settings)?;
     prelude.set(
         "PACKAGING_BRANCH",
