@@ -15,7 +15,9 @@
 
 use std::future::Future;
 
+use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
 use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::{JobKind, marker_key};
@@ -164,6 +166,57 @@ where
     payload.set("skippedDistros", &skipped);
     payload.set("instances", launched.iter().map(|l| &l.instance_id).collect::<Vec<_>>());
     Ok(payload.into_value())
+}
+
+/// Everything the function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub buckets: Buckets,
+    pub launch: LaunchConfig,
+    /// `LAUNCH_PARALLELISM`.
+    pub parallelism: usize,
+    /// `CURRENT_TARGETS_URL`.
+    pub current_targets_url: String,
+}
+
+/// The deployed function: `handle` with its clients, configuration and the packaging
+/// repository's `CURRENT_TARGETS` over HTTP.
+pub struct BuildBinaryPackages {
+    deps: Deps,
+    current_targets_url: String,
+}
+
+impl Function for BuildBinaryPackages {
+    const NAME: &'static str = "hhvm-build-binary-packages";
+    type Config = Config;
+
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Ok(Config {
+            buckets: pipeline_aws::config::buckets(source)?,
+            launch: pipeline_aws::launch_config::launch_config(source, JobKind::BinaryPackage)?,
+            parallelism: pipeline_aws::launch_config::launch_parallelism(source)?,
+            current_targets_url: pipeline_aws::packaging::configured_current_targets_url(source)?,
+        })
+    }
+
+    fn new(config: Config, sdk_config: &SdkConfig) -> Self {
+        BuildBinaryPackages {
+            deps: Deps {
+                ec2: pipeline_aws::launch::launch_ec2_client(sdk_config),
+                s3: pipeline_aws::s3_client(sdk_config),
+                buckets: config.buckets,
+                config: config.launch,
+                parallelism: config.parallelism,
+            },
+            current_targets_url: config.current_targets_url,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        let url = self.current_targets_url.as_str();
+        let fetch = |branch| async move { pipeline_aws::packaging::fetch_current_targets(url, &branch).await };
+        handle(&self.deps, fetch, event).await
+    }
 }
 
 #[cfg(test)]

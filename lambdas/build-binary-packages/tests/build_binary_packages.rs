@@ -19,7 +19,7 @@ const ENVIRONMENT: WorkerEnvironment = WorkerEnvironment {
     instance_profile: "hhvm-binary-package-builder",
     extra: &[
         ("BINARY_PACKAGE_INSTANCE_TYPE", "m5.2xlarge"),
-        ("SIGNING_KEY_SECRET_ID", "hhvm/signing-key"),
+        ("NODIST_BUCKET", "hhvm-nodist"),
     ],
 };
 
@@ -97,7 +97,7 @@ async fn launches_one_configured_worker_per_distro() {
                 ("SOURCE_BUCKET", "hhvm-scratch"),
                 ("SOURCE_KEY", "hhvm-4.168.2.tar.gz"),
                 ("SCRATCH_BUCKET", deps.buckets.scratch.as_str()),
-                ("SIGNING_KEY_SECRET_ID", "hhvm/signing-key"),
+                ("NODIST_BUCKET", "hhvm-nodist"),
             ],
         };
         let script = assert_worker_configured(&deps.ec2, id, &expected).await;

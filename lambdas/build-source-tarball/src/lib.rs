@@ -5,8 +5,11 @@
 //!
 //! The worker runs `userdata/make-source-tarball.sh`, embedded here at build time.
 
+use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
+use pipeline_aws::single_worker::{SingleWorkerConfig, SingleWorkerDeps};
 use pipeline_aws::single_worker::{SingleWorkerJob, launch_single_worker};
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::JobKind;
 use pipeline_core::s3::Buckets;
@@ -53,4 +56,24 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<Value, PipelineError> {
     let payload = Payload::from_value(event)?;
     let plan = plan(&payload, &deps.buckets, &deps.config)?;
     launch_single_worker(&deps.ec2, &plan, payload).await
+}
+
+/// The deployed function: `handle` with its launch configuration.
+pub struct BuildSourceTarball(Deps);
+
+impl Function for BuildSourceTarball {
+    const NAME: &'static str = "hhvm-build-source-tarball";
+    type Config = SingleWorkerConfig;
+
+    fn configuration(source: &impl Source) -> Result<SingleWorkerConfig, PipelineError> {
+        SingleWorkerConfig::load(source, JOB.kind)
+    }
+
+    fn new(config: SingleWorkerConfig, sdk_config: &SdkConfig) -> Self {
+        BuildSourceTarball(SingleWorkerDeps::new(config, sdk_config))
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.0, event).await
+    }
 }

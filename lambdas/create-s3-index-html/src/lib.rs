@@ -14,6 +14,8 @@ pub mod listing;
 pub mod page;
 
 use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::fnv1a;
 use pipeline_core::{BucketName, ObjectKey, Payload, PipelineError, S3Location};
 use serde::Serialize;
@@ -259,6 +261,34 @@ async fn update_page(
     }
     changed.push(directory.path.clone());
     Ok(())
+}
+
+/// The deployed function: `handle` with its clients and configuration.
+pub struct CreateS3IndexHtml {
+    s3: aws_sdk_s3::Client,
+    cloudfront: aws_sdk_cloudfront::Client,
+    config: Config,
+}
+
+impl Function for CreateS3IndexHtml {
+    const NAME: &'static str = "create-s3-index-html";
+    type Config = Config;
+
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Config::from_source(source)
+    }
+
+    fn new(config: Config, sdk_config: &SdkConfig) -> Self {
+        CreateS3IndexHtml {
+            s3: pipeline_aws::s3_client(sdk_config),
+            cloudfront: aws_sdk_cloudfront::Client::new(sdk_config),
+            config,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.s3, &self.cloudfront, &self.config, event).await
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //! the work really happened: it fails with `BuildFailed` / `PublishFailed`, naming every
 //! artifact short of that (with its log), instead of returning the report.
 
+use pipeline_aws::config::Source;
 use pipeline_aws::s3::ObjectSummary;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
 use pipeline_core::layout::{JobKind, log_prefix, marker_key};
 use pipeline_core::s3::Buckets;
@@ -24,15 +26,15 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub buckets: Buckets,
-    /// `CURRENT_TARGETS_URL`: needed only when a request names no distros.
-    pub current_targets_url: Option<String>,
+    /// `CURRENT_TARGETS_URL`: read when a request names no distros.
+    pub current_targets_url: String,
 }
 
 impl Config {
     pub fn from_source(source: &impl pipeline_aws::config::Source) -> Result<Config, PipelineError> {
         Ok(Config {
             buckets: pipeline_aws::config::buckets(source)?,
-            current_targets_url: source.get("CURRENT_TARGETS_URL").filter(|v| !v.trim().is_empty()),
+            current_targets_url: pipeline_aws::packaging::configured_current_targets_url(source)?,
         })
     }
 }
@@ -422,13 +424,8 @@ pub async fn handle_on(
     let distros = match request.distros {
         Some(distros) => distros,
         None => {
-            let template = config.current_targets_url.as_deref().ok_or_else(|| {
-                PipelineError::configuration(
-                    "CURRENT_TARGETS_URL",
-                    "is not set and the request names no `distros`; expected a URL with {branch}",
-                )
-            })?;
-            pipeline_aws::packaging::fetch_current_targets(template, &request.packaging_branch).await?
+            pipeline_aws::packaging::fetch_current_targets(&config.current_targets_url, &request.packaging_branch)
+                .await?
         }
     };
     let mut artifacts = vec![(
@@ -451,6 +448,32 @@ pub async fn handle_on(
     let output = build_output(&request.version, &request.packaging_branch, artifacts);
     tracing::info!(version = %request.version, success = %output["success"], "build status read");
     Ok(output)
+}
+
+/// The deployed function: `handle` with its client and configuration.
+pub struct GetBuildStatus {
+    s3: aws_sdk_s3::Client,
+    config: Config,
+}
+
+impl Function for GetBuildStatus {
+    const NAME: &'static str = "hhvm-get-build-status";
+    type Config = Config;
+
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Config::from_source(source)
+    }
+
+    fn new(config: Config, sdk_config: &SdkConfig) -> Self {
+        GetBuildStatus {
+            s3: pipeline_aws::s3_client(sdk_config),
+            config,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.s3, &self.config, event).await
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use pipeline_testing::http::serve_current_targets;
 use pipeline_testing::{MotoServer, create_bucket, unreachable_sdk_config};
 use serde_json::{Value, json};
 
+/// A CURRENT_TARGETS_URL where nothing answers: tests that name their distros never read it.
+const NOTHING_LISTENS: &str = "http://127.0.0.1:9/{branch}/CURRENT_TARGETS";
+
 struct Fixture {
     s3: aws_sdk_s3::Client,
     config: Config,
@@ -16,6 +19,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(current_targets_url: Option<String>) -> Fixture {
+        let current_targets_url = current_targets_url.unwrap_or_else(|| NOTHING_LISTENS.to_string());
         let s3 = pipeline_aws::s3_client(&MotoServer::shared().sdk_config().await);
         let downloads = create_bucket(&s3, "downloads").await.parse().unwrap();
         let scratch = create_bucket(&s3, "scratch").await.parse().unwrap();
@@ -290,7 +294,7 @@ async fn bad_input_and_missing_configuration_are_typed_errors() {
             downloads: "hhvm-downloads".parse().unwrap(),
             scratch: "hhvm-scratch".parse().unwrap(),
         },
-        current_targets_url: None,
+        current_targets_url: NOTHING_LISTENS.to_string(),
     };
     let cases = [
         (json!({"version": "4.1"}), "InvalidVersion", "field `version`"),
@@ -315,7 +319,7 @@ async fn bad_input_and_missing_configuration_are_typed_errors() {
             "`require`",
         ),
         (json!([]), "InvalidInput", "expected a JSON object"),
-        (json!({"version": "4.1.0"}), "ConfigurationError", "CURRENT_TARGETS_URL"),
+        (json!({"version": "4.1.0"}), "CurrentTargetsUnavailable", "127.0.0.1:9"),
     ];
     for (input, error_type, expected) in cases {
         let error = handle_on(&s3, &config, input.clone(), today()).await.unwrap_err();

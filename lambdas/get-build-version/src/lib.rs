@@ -4,6 +4,8 @@
 //! to the pass-through payload, with the poll settings (`pollIntervalSeconds`, `pollLimit`)
 //! filled in where the input leaves them out. No AWS calls.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::polling::fill_poll_settings;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{PackagingBranch, Payload, PipelineError, S3Location, Version};
@@ -58,6 +60,28 @@ pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Valu
     payload.set("source", &build.source);
     payload.set("packagingBranch", build.packaging_branch.to_string());
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with the configured buckets.
+pub struct GetBuildVersion {
+    buckets: Buckets,
+}
+
+impl Function for GetBuildVersion {
+    const NAME: &'static str = "hhvm-get-build-version";
+    type Config = Buckets;
+
+    fn configuration(source: &impl Source) -> Result<Buckets, PipelineError> {
+        pipeline_aws::config::buckets(source)
+    }
+
+    fn new(buckets: Buckets, _: &SdkConfig) -> Self {
+        GetBuildVersion { buckets }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.buckets, event)
+    }
 }
 
 #[cfg(test)]

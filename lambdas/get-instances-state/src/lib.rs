@@ -3,6 +3,8 @@
 //! `allInstancesFinished` (only `pending` and `running` are unfinished). An empty list
 //! describes nothing and is finished.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::instance::read_instance_ids;
 use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
 use serde_json::{Map, Value};
@@ -36,6 +38,30 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
     payload.set("instanceStates", instance_states);
     payload.set("allInstancesFinished", all_finished);
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client.
+pub struct GetInstancesState {
+    ec2: aws_sdk_ec2::Client,
+}
+
+impl Function for GetInstancesState {
+    const NAME: &'static str = "get-instances-state";
+    type Config = ();
+
+    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+        GetInstancesState {
+            ec2: pipeline_aws::ec2_client(sdk_config),
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.ec2, event).await
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! `executionFailure: {"Error", "Cause"}` (the first failed child's error, and a cause naming
 //! that child): plain strings, for the parent's `Fail` state (`ErrorPath`/`CausePath`).
 
+use pipeline_aws::config::Source;
 use pipeline_aws::sfn::ExecutionStatus;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::payload::string_element;
 use pipeline_core::{Payload, PipelineError};
 use serde::Serialize;
@@ -122,6 +124,30 @@ pub async fn handle(sfn: &aws_sdk_sfn::Client, event: Value) -> Result<Value, Pi
     }
     payload.set("failedStepFunctionExecutions", summary.failed);
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client.
+pub struct GetStateMachineExecutionsState {
+    sfn: aws_sdk_sfn::Client,
+}
+
+impl Function for GetStateMachineExecutionsState {
+    const NAME: &'static str = "get-state-machine-executions-state";
+    type Config = ();
+
+    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+        GetStateMachineExecutionsState {
+            sfn: aws_sdk_sfn::Client::new(sdk_config),
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.sfn, event).await
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! (403, network, 5xx) is `AwsServiceError`, so a permissions problem is never mistaken for a
 //! missing tarball.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::{Payload, PipelineError, S3Location};
 use serde_json::Value;
 
@@ -21,4 +23,28 @@ pub async fn handle(s3: &aws_sdk_s3::Client, event: Value) -> Result<Value, Pipe
     }
     tracing::info!(%source, "source tarball exists");
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client.
+pub struct HaveSourceTarball {
+    s3: aws_sdk_s3::Client,
+}
+
+impl Function for HaveSourceTarball {
+    const NAME: &'static str = "hhvm-have-source-tarball";
+    type Config = ();
+
+    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+        HaveSourceTarball {
+            s3: pipeline_aws::s3_client(sdk_config),
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.s3, event).await
+    }
 }

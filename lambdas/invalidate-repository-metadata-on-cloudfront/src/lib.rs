@@ -9,6 +9,8 @@
 //! `executionName` (a manual call) it contains the time, as in the original.
 
 use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::fnv1a;
 use pipeline_core::payload::string_element;
 use pipeline_core::{Payload, PipelineError, Version};
@@ -138,6 +140,32 @@ pub async fn handle(
         json!({"id": invalidation.id, "status": invalidation.status}),
     );
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client and configuration.
+pub struct InvalidateRepositoryMetadataOnCloudfront {
+    cloudfront: aws_sdk_cloudfront::Client,
+    config: Config,
+}
+
+impl Function for InvalidateRepositoryMetadataOnCloudfront {
+    const NAME: &'static str = "hhvm-invalidate-repository-metadata-on-cloudfront";
+    type Config = Config;
+
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Config::from_source(source)
+    }
+
+    fn new(config: Config, sdk_config: &SdkConfig) -> Self {
+        InvalidateRepositoryMetadataOnCloudfront {
+            cloudfront: aws_sdk_cloudfront::Client::new(sdk_config),
+            config,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.cloudfront, &self.config, event).await
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! How workers are launched, from the launching function's environment (set by the infra
-//! template). Nothing here is a constant of the code: AMI, network, profiles and sizes differ
-//! per account. Every variable is listed in `docs/workers.md`.
+//! How workers are launched, from the launching function's environment (set by
+//! `infra/template.yaml` from its parameters). Nothing here is a constant of the code: AMI,
+//! network, profiles and sizes differ per account.
 //!
 //! Shared by all four launching functions:
 //! - `WORKER_AMI_ID` (required): the Ubuntu AMI the workers boot.
@@ -15,29 +15,49 @@
 //! - `<KIND>_INSTANCE_TYPE` (optional; defaults below).
 //! - `<KIND>_ROOT_VOLUME_GIB` (optional; defaults below).
 //!
-//! Worker settings forwarded into the user data when set (see `WORKER_SETTINGS`).
+//! Worker settings forwarded into the user data when set: only those the job's script reads
+//! (`worker_settings`).
 
 use pipeline_core::PipelineError;
 use pipeline_core::launch::{InstanceProfile, InstanceSettings};
 use pipeline_core::layout::JobKind;
 use pipeline_core::userdata::PreludeValue;
 
-use crate::config::{Source, required};
+use crate::config::{Source, number_in, required, text};
 
-/// Variables a launching function passes on to its worker when they are set in its own
-/// environment; unset, the script's production default applies. Each must match the worker
-/// setting pattern (`PreludeValue::Setting`).
-pub const WORKER_SETTINGS: &[&str] = &[
-    "AWS_REGION",
-    "PACKAGING_REPO_URL",
-    "NODIST_BUCKET",
-    "SIGNING_KEY_SECRET_ID",
-    "SIGNING_KEY_ID",
-    "STAGING_DEPLOY_KEY_SECRET_ID",
-    "PUBLIC_DEPLOY_KEY_SECRET_ID",
-    "STAGING_REPO_URL",
-    "PUBLIC_REPO_URL",
-];
+/// The variables a launching function passes on to its worker when they are set in its own
+/// environment; unset, the script's production default applies. Each is read by the job's
+/// script (or by `common.sh` for the jobs that call the function using it) and must match the
+/// worker setting pattern (`PreludeValue::Setting`). `AWS_REGION` is Lambda's own variable.
+pub fn worker_settings(job: JobKind) -> &'static [&'static str] {
+    match job {
+        JobKind::SourceTarball => &[
+            "AWS_REGION",
+            "PACKAGING_REPO_URL",
+            "SIGNING_KEY_SECRET_ID",
+            "SIGNING_KEY_ID",
+            "STAGING_DEPLOY_KEY_SECRET_ID",
+            "PUBLIC_DEPLOY_KEY_SECRET_ID",
+            "STAGING_REPO_URL",
+            "PUBLIC_REPO_URL",
+        ],
+        JobKind::BinaryPackage => &["AWS_REGION", "PACKAGING_REPO_URL", "NODIST_BUCKET"],
+        JobKind::UpdateRepositories => &[
+            "AWS_REGION",
+            "PACKAGING_REPO_URL",
+            "SIGNING_KEY_SECRET_ID",
+            "SIGNING_KEY_ID",
+        ],
+        JobKind::PublishReleaseSource => &[
+            "AWS_REGION",
+            "PACKAGING_REPO_URL",
+            "STAGING_DEPLOY_KEY_SECRET_ID",
+            "PUBLIC_DEPLOY_KEY_SECRET_ID",
+            "STAGING_REPO_URL",
+            "PUBLIC_REPO_URL",
+        ],
+    }
+}
 
 /// The prefix of a job kind's own variables.
 pub fn variable_prefix(job: JobKind) -> &'static str {
@@ -52,7 +72,7 @@ pub fn variable_prefix(job: JobKind) -> &'static str {
 /// Instance type and root volume size when the configuration does not say: the original
 /// pipeline's choices (the small `t2` types replaced by their current generation). The
 /// repository job no longer needs the ~2 TB EBS copy of the repositories, only their metadata.
-fn defaults(job: JobKind) -> (&'static str, i32) {
+fn defaults(job: JobKind) -> (&'static str, usize) {
     match job {
         JobKind::SourceTarball => ("t3.large", 30),
         JobKind::BinaryPackage => ("m5.2xlarge", 95),
@@ -73,12 +93,12 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
     let prefix = variable_prefix(job);
     let (default_type, default_gib) = defaults(job);
     let identifier = |name: &str, expected: &str| -> Result<String, PipelineError> {
-        let value = required(source, name, expected)?;
-        check_identifier(name, value.trim())
+        let value: String = required(source, name, expected)?;
+        check_identifier(name, &value)
     };
     let image_id = identifier("WORKER_AMI_ID", "an AMI ID such as ami-0123456789abcdef0")?;
     let subnet_id = identifier("WORKER_SUBNET_ID", "a subnet ID such as subnet-0123456789abcdef0")?;
-    let groups = required(
+    let groups: String = required(
         source,
         "WORKER_SECURITY_GROUP_IDS",
         "comma-separated security group IDs",
@@ -89,10 +109,10 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
         .filter(|group| !group.is_empty())
         .map(|group| check_identifier("WORKER_SECURITY_GROUP_IDS", group))
         .collect::<Result<Vec<_>, _>>()?;
-    let key_name = optional(source, "WORKER_KEY_NAME")
+    let key_name = text(source, "WORKER_KEY_NAME")
         .map(|key| check_identifier("WORKER_KEY_NAME", &key))
         .transpose()?;
-    let root_device_name = optional(source, "WORKER_ROOT_DEVICE_NAME").unwrap_or_else(|| "/dev/sda1".to_string());
+    let root_device_name = text(source, "WORKER_ROOT_DEVICE_NAME").unwrap_or_else(|| "/dev/sda1".to_string());
     if !root_device_name.starts_with("/dev/") {
         return Err(PipelineError::configuration(
             "WORKER_ROOT_DEVICE_NAME",
@@ -101,33 +121,24 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
     }
 
     let profile_variable = format!("{prefix}_INSTANCE_PROFILE");
-    let profile = required(source, &profile_variable, "an instance profile ARN or name")?;
-    let instance_profile = InstanceProfile::parse(&check_identifier(&profile_variable, profile.trim())?);
+    let profile: String = required(source, &profile_variable, "an instance profile ARN or name")?;
+    let instance_profile = InstanceProfile::parse(&check_identifier(&profile_variable, &profile)?);
     let type_variable = format!("{prefix}_INSTANCE_TYPE");
-    let instance_type = match optional(source, &type_variable) {
+    let instance_type = match text(source, &type_variable) {
         Some(value) => check_identifier(&type_variable, &value)?,
         None => default_type.to_string(),
     };
     let size_variable = format!("{prefix}_ROOT_VOLUME_GIB");
-    let root_volume_gib = match optional(source, &size_variable) {
-        Some(value) => value
-            .parse::<i32>()
-            .ok()
-            .filter(|gib| (8..=16384).contains(gib))
-            .ok_or_else(|| {
-                PipelineError::configuration(&size_variable, format!("{value:?} is not a size in GiB (8-16384)"))
-            })?,
-        None => default_gib,
-    };
+    let root_volume_gib = number_in(source, &size_variable, 8..=16384, default_gib)? as i32;
 
-    let mut worker_settings = Vec::new();
-    for name in WORKER_SETTINGS {
-        if let Some(value) = optional(source, name) {
+    let mut forwarded = Vec::new();
+    for name in worker_settings(job) {
+        if let Some(value) = text(source, name) {
             // Checked now so a bad setting fails the function's configuration, not a payload.
             pipeline_core::userdata::Prelude::new()
                 .set(name, name, PreludeValue::Setting(value.clone()))
                 .map_err(|error| PipelineError::configuration(*name, error))?;
-            worker_settings.push((name.to_string(), value));
+            forwarded.push((name.to_string(), value));
         }
     }
 
@@ -142,29 +153,13 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
             root_device_name,
             root_volume_gib,
         },
-        worker_settings,
+        worker_settings: forwarded,
     })
 }
 
 /// How many launches `build-binary-packages` runs at once: `LAUNCH_PARALLELISM`, 4 by default.
 pub fn launch_parallelism(source: &impl Source) -> Result<usize, PipelineError> {
-    match optional(source, "LAUNCH_PARALLELISM") {
-        None => Ok(4),
-        Some(value) => value
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=32).contains(n))
-            .ok_or_else(|| {
-                PipelineError::configuration("LAUNCH_PARALLELISM", format!("{value:?} is not a number from 1 to 32"))
-            }),
-    }
-}
-
-fn optional(source: &impl Source, name: &str) -> Option<String> {
-    source
-        .get(name)
-        .map(|value| value.trim().to_string())
-        .filter(|value| !value.is_empty())
+    number_in(source, "LAUNCH_PARALLELISM", 1..=32, 4)
 }
 
 /// AWS identifiers and ARNs: letters, digits and `-_.:/+=@`, nothing a request could misread.
@@ -221,6 +216,8 @@ mod tests {
             ("BINARY_PACKAGE_ROOT_VOLUME_GIB", "120"),
             ("SOURCE_TARBALL_INSTANCE_TYPE", "t3.nano"),
             ("WORKER_KEY_NAME", "builders"),
+            ("NODIST_BUCKET", "hhvm-nodist"),
+            // Read by other jobs' scripts only: not handed to a binary-package worker.
             ("SIGNING_KEY_SECRET_ID", "hhvm/signing-key"),
         ]);
         let config = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap();
@@ -229,8 +226,10 @@ mod tests {
         assert_eq!(config.settings.key_name.as_deref(), Some("builders"));
         assert_eq!(
             config.worker_settings,
-            [("SIGNING_KEY_SECRET_ID".to_string(), "hhvm/signing-key".to_string())]
+            [("NODIST_BUCKET".to_string(), "hhvm-nodist".to_string())]
         );
+        let config = launch_config(&env(&pairs), JobKind::UpdateRepositories);
+        assert!(config.is_err(), "no UPDATE_REPOSITORIES_INSTANCE_PROFILE");
     }
 
     #[test]
@@ -255,6 +254,40 @@ mod tests {
             let pairs: Vec<(&str, &str)> = BASE.iter().filter(|(k, _)| *k != variable).copied().collect();
             let error = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap_err();
             assert!(error.to_string().contains(variable), "{variable}: {error}");
+        }
+    }
+
+    #[test]
+    fn each_worker_gets_only_the_settings_its_script_reads() {
+        let scripts = [
+            (
+                JobKind::SourceTarball,
+                include_str!("../../../userdata/make-source-tarball.sh"),
+            ),
+            (
+                JobKind::BinaryPackage,
+                include_str!("../../../userdata/make-binary-package.sh"),
+            ),
+            (
+                JobKind::UpdateRepositories,
+                include_str!("../../../userdata/update-repos.sh"),
+            ),
+            (
+                JobKind::PublishReleaseSource,
+                include_str!("../../../userdata/publish-release-source.sh"),
+            ),
+        ];
+        let library = include_str!("../../../userdata/common.sh");
+        for (job, script) in scripts {
+            for name in worker_settings(job) {
+                // AWS_REGION is read by the AWS CLI the scripts run.
+                if *name != "AWS_REGION" {
+                    assert!(
+                        script.contains(name) || library.contains(name),
+                        "{job}: {name} is read by neither its script nor common.sh"
+                    );
+                }
+            }
         }
     }
 

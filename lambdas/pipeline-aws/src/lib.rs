@@ -8,6 +8,7 @@ pub mod cloudfront;
 pub mod config;
 pub mod ec2;
 pub mod errors;
+pub mod function;
 pub mod launch;
 pub mod launch_config;
 pub mod packaging;
@@ -17,7 +18,9 @@ pub mod sfn;
 pub mod single_worker;
 pub mod telemetry;
 
+pub use aws_config::SdkConfig;
 pub use clients::{ec2_client, load_sdk_config, s3_client};
 pub use errors::service_error;
+pub use function::{Function, serve};
 pub use runtime::run;
 pub use telemetry::init_tracing;

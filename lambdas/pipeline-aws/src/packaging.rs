@@ -17,6 +17,20 @@ use pipeline_core::{Distro, PackagingBranch, PipelineError};
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// `CURRENT_TARGETS_URL`: an http(s) URL template in which `{branch}` stands for the packaging
+/// branch.
+pub fn configured_current_targets_url(source: &impl crate::config::Source) -> Result<String, PipelineError> {
+    let expected = "an http(s) URL template with {branch}";
+    let url: String = crate::config::required(source, "CURRENT_TARGETS_URL", expected)?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{branch}") {
+        return Err(PipelineError::configuration(
+            "CURRENT_TARGETS_URL",
+            format!("{url:?} is not {expected}"),
+        ));
+    }
+    Ok(url)
+}
+
 /// The URL of a branch's CURRENT_TARGETS.
 pub fn current_targets_url(url_template: &str, branch: &PackagingBranch) -> String {
     url_template.replace("{branch}", &branch.to_string())
@@ -29,10 +43,10 @@ pub async fn fetch_current_targets(url_template: &str, branch: &PackagingBranch)
         url: url.clone(),
         problem,
     };
-    let text = tokio::time::timeout(FETCH_TIMEOUT, fetch_text(&url))
+    let text = tokio::time::timeout(FETCH_TIMEOUT, fetch_text(&url, MAX_BODY_BYTES))
         .await
         .map_err(|_| unavailable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
-        .map_err(unavailable)?;
+        .map_err(|problem| unavailable(format!("{problem} (does the packaging branch exist?)")))?;
     let distros = parse_current_targets(&text).map_err(unavailable)?;
     if distros.is_empty() {
         return Err(unavailable("the file lists no distros".into()));
@@ -41,7 +55,8 @@ pub async fn fetch_current_targets(url_template: &str, branch: &PackagingBranch)
     Ok(distros)
 }
 
-async fn fetch_text(url: &str) -> Result<String, String> {
+/// The body of a plain GET of `url` (http or https) as text, at most `max_bytes` of it.
+pub async fn fetch_text(url: &str, max_bytes: usize) -> Result<String, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("not a valid URL: {e}"))?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
@@ -53,9 +68,9 @@ async fn fetch_text(url: &str) -> Result<String, String> {
     let response = client.get(uri).await.map_err(|e| format!("request failed: {e}"))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("HTTP {status} (does the packaging branch exist?)"));
+        return Err(format!("HTTP {status}"));
     }
-    let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+    let body = Limited::new(response.into_body(), max_bytes)
         .collect()
         .await
         .map_err(|e| format!("reading the body failed: {e}"))?

@@ -15,6 +15,22 @@ use crate::config::Source;
 use crate::launch::launch_ec2_client;
 use crate::launch_config::{LaunchConfig, launch_config};
 
+/// The configuration of a function that starts one worker of kind `job`.
+#[derive(Debug, Clone)]
+pub struct SingleWorkerConfig {
+    pub buckets: Buckets,
+    pub launch: LaunchConfig,
+}
+
+impl SingleWorkerConfig {
+    pub fn load(source: &impl Source, job: JobKind) -> Result<SingleWorkerConfig, PipelineError> {
+        Ok(SingleWorkerConfig {
+            buckets: crate::config::buckets(source)?,
+            launch: launch_config(source, job)?,
+        })
+    }
+}
+
 /// What a function that starts one worker needs besides its input.
 pub struct SingleWorkerDeps {
     pub ec2: aws_sdk_ec2::Client,
@@ -23,17 +39,12 @@ pub struct SingleWorkerDeps {
 }
 
 impl SingleWorkerDeps {
-    /// Built once at cold start; a missing or bad variable is a `ConfigurationError` naming it.
-    pub fn from_environment(
-        sdk_config: &SdkConfig,
-        source: &impl Source,
-        job: JobKind,
-    ) -> Result<SingleWorkerDeps, PipelineError> {
-        Ok(SingleWorkerDeps {
+    pub fn new(config: SingleWorkerConfig, sdk_config: &SdkConfig) -> SingleWorkerDeps {
+        SingleWorkerDeps {
             ec2: launch_ec2_client(sdk_config),
-            buckets: crate::config::buckets(source)?,
-            config: launch_config(source, job)?,
-        })
+            buckets: config.buckets,
+            config: config.launch,
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub enum PipelineError {
     #[error("could not read CURRENT_TARGETS from {url}: {problem}")]
     CurrentTargetsUnavailable { url: String, problem: String },
 
+    /// The nightly source's branch head could not be read (`hhvm-start-nightly`).
+    #[error("could not read the source's refs from {url}: {problem}")]
+    SourceUnavailable { url: String, problem: String },
+
     /// The function's environment is missing a variable or holds an unusable value.
     #[error("configuration variable {variable}: {problem}")]
     Configuration { variable: String, problem: String },
@@ -65,6 +69,7 @@ impl PipelineError {
             PipelineError::AwsServiceError { .. } => "AwsServiceError",
             PipelineError::CurrentTargetsUnavailable { .. } => "CurrentTargetsUnavailable",
             PipelineError::Configuration { .. } => "ConfigurationError",
+            PipelineError::SourceUnavailable { .. } => "SourceUnavailable",
             PipelineError::ExecutionAlreadyExists { .. } => "ExecutionAlreadyExists",
             PipelineError::InvalidationAlreadyExists { .. } => "InvalidationAlreadyExists",
             PipelineError::WorkerLaunchFailed { .. } => "WorkerLaunchFailed",

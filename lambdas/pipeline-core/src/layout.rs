@@ -7,6 +7,8 @@
 //!   for per-distro jobs. A marker is written last, only when the job succeeded.
 //! - worker logs: `logs/<version>/<job>/<instance-id>.log`, or
 //!   `logs/<version>/<job>/<distro>/<instance-id>.log`; uploaded on exit, success or failure.
+//! - nightly source records: `nightly-sources/<version>.json`, the source commit each
+//!   scheduled nightly was started for (written by `hhvm-start-nightly`).
 
 use std::fmt;
 
@@ -65,6 +67,24 @@ pub fn binary_packages_prefix(version: &Version, distro: &Distro) -> String {
     format!("{version}/{distro}/")
 }
 
+/// The prefix of the nightly source records.
+pub const NIGHTLY_SOURCES_PREFIX: &str = "nightly-sources/";
+
+/// Where the source commit a scheduled nightly was started for is recorded (scratch bucket).
+pub fn nightly_source_record_key(version: &Version) -> ObjectKey {
+    key(format!("{NIGHTLY_SOURCES_PREFIX}{version}.json"))
+}
+
+/// The version a nightly source record key is for, if it is one.
+pub fn nightly_source_record_version(key: &str) -> Option<Version> {
+    let version: Version = key
+        .strip_prefix(NIGHTLY_SOURCES_PREFIX)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()?;
+    version.is_nightly().then_some(version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +110,11 @@ mod tests {
             "logs/4.168.2/binary-package/debian-12-bookworm/"
         );
         assert_eq!(binary_packages_prefix(&version, &distro), "4.168.2/debian-12-bookworm/");
+        let nightly: Version = "2026.12.01".parse().unwrap();
+        let record = nightly_source_record_key(&nightly);
+        assert_eq!(record.as_str(), "nightly-sources/2026.12.01.json");
+        assert_eq!(nightly_source_record_version(record.as_str()), Some(nightly));
+        assert_eq!(nightly_source_record_version("nightly-sources/4.168.2.json"), None);
+        assert_eq!(nightly_source_record_version("markers/2026.12.01.json"), None);
     }
 }

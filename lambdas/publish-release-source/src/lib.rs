@@ -6,8 +6,11 @@
 //!
 //! The worker runs `userdata/publish-release-source.sh`, embedded here at build time.
 
+use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
+use pipeline_aws::single_worker::{SingleWorkerConfig, SingleWorkerDeps};
 use pipeline_aws::single_worker::{SingleWorkerJob, launch_single_worker};
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::JobKind;
 use pipeline_core::s3::Buckets;
@@ -46,4 +49,24 @@ pub async fn handle(deps: &Deps, event: Value) -> Result<Value, PipelineError> {
         return Ok(payload.into_value());
     };
     launch_single_worker(&deps.ec2, &plan, payload).await
+}
+
+/// The deployed function: `handle` with its launch configuration.
+pub struct PublishReleaseSource(Deps);
+
+impl Function for PublishReleaseSource {
+    const NAME: &'static str = "hhvm-publish-release-source";
+    type Config = SingleWorkerConfig;
+
+    fn configuration(source: &impl Source) -> Result<SingleWorkerConfig, PipelineError> {
+        SingleWorkerConfig::load(source, JOB.kind)
+    }
+
+    fn new(config: SingleWorkerConfig, sdk_config: &SdkConfig) -> Self {
+        PublishReleaseSource(SingleWorkerDeps::new(config, sdk_config))
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.0, event).await
+    }
 }

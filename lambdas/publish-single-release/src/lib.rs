@@ -3,6 +3,8 @@
 //! publish). The child input keeps the packaging branch and distros, which the original dropped;
 //! its name is derived from the parent's `executionName`, so a retry never publishes twice.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::{ChildRole, plan_child_execution};
 use pipeline_core::{Payload, PipelineError};
 use serde_json::Value;
@@ -19,4 +21,31 @@ pub async fn handle(
     tracing::info!(%arn, "publish execution started");
     payload.set("stepFunctionExecutions", [arn]);
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client and the machine it starts.
+pub struct PublishSingleRelease {
+    sfn: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl Function for PublishSingleRelease {
+    const NAME: &'static str = "hhvm-publish-single-release";
+    /// `PUBLISH_STATE_MACHINE_ARN`.
+    type Config = String;
+
+    fn configuration(source: &impl Source) -> Result<String, PipelineError> {
+        pipeline_aws::config::state_machine_arn(source, "PUBLISH_STATE_MACHINE_ARN", "hhvm-publish-release")
+    }
+
+    fn new(state_machine_arn: String, sdk_config: &SdkConfig) -> Self {
+        PublishSingleRelease {
+            sfn: aws_sdk_sfn::Client::new(sdk_config),
+            state_machine_arn,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.sfn, &self.state_machine_arn, event).await
+    }
 }

@@ -2,6 +2,8 @@
 //! publish loop: `{version: versions[0] ?? null, versions: versions[1..]}`. Each element must be
 //! a valid version, so a bad one is reported before it is published. No AWS calls.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::payload::string_element;
 use pipeline_core::{Payload, PipelineError, Version};
 use serde_json::Value;
@@ -25,6 +27,26 @@ pub fn handle(event: Value) -> Result<Value, PipelineError> {
     payload.set("version", next);
     payload.set("versions", rest);
     Ok(payload.into_value())
+}
+
+/// The deployed function: it needs nothing but its input.
+pub struct ShiftVersion;
+
+impl Function for ShiftVersion {
+    const NAME: &'static str = "shift-version";
+    type Config = ();
+
+    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn new(_: (), _: &SdkConfig) -> Self {
+        ShiftVersion
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(event)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! before the first execution starts, so bad input starts nothing; names are derived from the
 //! parent's `executionName`, so a retry after a partial failure starts only what is missing.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::{ChildRole, PlannedExecution, parent_execution_name, plan_child_execution_for};
 use pipeline_core::payload::string_element;
 use pipeline_core::polling::fill_poll_settings;
@@ -45,4 +47,31 @@ pub async fn handle(
     }
     payload.set("stepFunctionExecutions", arns);
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client and the machine it starts.
+pub struct StartMultipleBuilds {
+    sfn: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl Function for StartMultipleBuilds {
+    const NAME: &'static str = "hhvm-start-multiple-builds";
+    /// `BUILD_STATE_MACHINE_ARN`.
+    type Config = String;
+
+    fn configuration(source: &impl Source) -> Result<String, PipelineError> {
+        pipeline_aws::config::state_machine_arn(source, "BUILD_STATE_MACHINE_ARN", "hhvm-build")
+    }
+
+    fn new(state_machine_arn: String, sdk_config: &SdkConfig) -> Self {
+        StartMultipleBuilds {
+            sfn: aws_sdk_sfn::Client::new(sdk_config),
+            state_machine_arn,
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.sfn, &self.state_machine_arn, event).await
+    }
 }

@@ -3,6 +3,8 @@
 //! no AWS call, and instances that are already terminated or that EC2 no longer knows are
 //! skipped instead of failing the call.
 
+use pipeline_aws::config::Source;
+use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::instance::read_instance_ids;
 use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
 use serde_json::Value;
@@ -37,6 +39,30 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
     );
     payload.set("terminatedInstances", &to_terminate);
     Ok(payload.into_value())
+}
+
+/// The deployed function: `handle` with its client.
+pub struct TerminateInstances {
+    ec2: aws_sdk_ec2::Client,
+}
+
+impl Function for TerminateInstances {
+    const NAME: &'static str = "terminate-instances";
+    type Config = ();
+
+    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
+        Ok(())
+    }
+
+    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+        TerminateInstances {
+            ec2: pipeline_aws::ec2_client(sdk_config),
+        }
+    }
+
+    async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        handle(&self.ec2, event).await
+    }
 }
 
 #[cfg(test)]

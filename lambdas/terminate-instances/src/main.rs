@@ -1,7 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    pipeline_aws::init_tracing();
-    let ec2 = pipeline_aws::ec2_client(&pipeline_aws::load_sdk_config().await);
-    let ec2 = &ec2;
-    pipeline_aws::run(move |event| terminate_instances::handle(ec2, event)).await
+    pipeline_aws::serve::<terminate_instances::TerminateInstances>().await
 }

@@ -1,11 +1,4 @@
-use pipeline_aws::config::ProcessEnv;
-use pipeline_core::layout::JobKind;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    pipeline_aws::init_tracing();
-    let sdk_config = pipeline_aws::load_sdk_config().await;
-    let deps = update_repositories::Deps::from_environment(&sdk_config, &ProcessEnv, JobKind::UpdateRepositories)?;
-    let deps = &deps;
-    pipeline_aws::run(move |event| update_repositories::handle(deps, event)).await
+    pipeline_aws::serve::<update_repositories::UpdateRepositories>().await
 }
