@@ -19,12 +19,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod deploy;
 mod fixtures;
 mod http;
+pub mod lambda_service;
 pub mod machines;
 mod process;
 pub mod progress;
 pub mod published;
+mod resources;
 mod stack;
 mod worker;
 

@@ -1,35 +1,26 @@
 //! `LocalStack`: starting, using and stopping the local stack.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::Value;
 
-use crate::fixtures::{self, RELEASE_BRANCH, RELEASE_BRANCHES, Repositories, SigningKey};
+use crate::deploy::{self, DeployedStack, MotoServer};
+use crate::fixtures::RELEASE_BRANCH;
+use crate::lambda_service::{FunctionSpec, LambdaService, ServiceConfig};
 use crate::machines::{self, REGION};
-use crate::process::GroupProcess;
+use crate::resources::{self, LocalResources};
 use crate::worker::{LocalWorker, WorkerConfig, WorkerRun};
 use crate::{Context, StackError, http};
 
-/// How long each service gets to answer after it started. `cargo lambda watch` answers before
-/// it has built anything; moto takes about a second.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Any AMI ID passes moto; this one only has to have the shape the Lambdas validate.
 const WORKER_AMI: &str = "ami-0abcdef1234567890";
+/// moto checks no role; fixture machines registered besides the template's name this one.
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/hhvm-local-step-functions";
-/// The four kinds of worker and their instance profile variables.
-const WORKER_KINDS: [&str; 4] = [
-    "SOURCE_TARBALL",
-    "BINARY_PACKAGE",
-    "UPDATE_REPOSITORIES",
-    "PUBLISH_RELEASE_SOURCE",
-];
 
 /// How to start the stack.
 #[derive(Debug, Clone)]
@@ -40,8 +31,7 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Print progress (stack start, every worker start and finish) to stderr.
     pub verbose: bool,
-    /// Build the workspace's binaries before starting `cargo lambda watch`, so that the first
-    /// invocation of each function does not wait for a compile.
+    /// Build the workspace's binaries first (the functions run from `target/debug/`).
     pub build: bool,
 }
 
@@ -111,24 +101,16 @@ impl ExecutionOutcome {
 pub struct LocalStack {
     root: PathBuf,
     run_dir: PathBuf,
-    moto_port: u16,
-    lambda_port: u16,
-    router_port: u16,
     sdk_config: SdkConfig,
     settings: Settings,
-    functions: Vec<String>,
-    lambda_env: Vec<(String, String)>,
+    /// What `infra/template.yaml` deployed.
+    deployed: DeployedStack,
+    /// Machine name → ARN: the template's, and any registered from other definitions.
     machines: BTreeMap<String, String>,
-    processes: Vec<GroupProcess>,
     worker: Option<LocalWorker>,
+    lambdas: Option<LambdaService>,
+    moto: Option<MotoServer>,
     verbose: bool,
-}
-
-fn free_port() -> Result<u16, StackError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .context("find a free port on 127.0.0.1")
 }
 
 /// The workspace root (this crate is `tests/` in it).
@@ -147,7 +129,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// Fails naming every tool that is missing, and how to get it.
 fn check_tools(venv_bin: &Path) -> Result<(), StackError> {
     let mut missing = Vec::new();
-    for tool in ["moto_server", "cargo-lambda", "aws"] {
+    for tool in ["python", "moto_server", "aws"] {
         if !venv_bin.join(tool).exists() {
             missing.push(format!("{tool} (in {})", venv_bin.display()));
         }
@@ -175,83 +157,9 @@ fn check_tools(venv_bin: &Path) -> Result<(), StackError> {
     }
 }
 
-/// The Lambda functions of the workspace: every binary target of a crate under `lambdas/`.
-fn lambda_functions(root: &Path) -> Result<Vec<String>, StackError> {
-    let metadata = fixtures::run(
-        Some(root),
-        &[],
-        "cargo",
-        &["metadata", "--no-deps", "--format-version", "1", "--offline"],
-    )?;
-    let metadata: Value = serde_json::from_str(&metadata).context("cargo metadata's JSON")?;
-    let lambdas_dir = root.join("lambdas");
-    let mut functions: Vec<String> = metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|package| {
-            package["manifest_path"]
-                .as_str()
-                .is_some_and(|path| Path::new(path).starts_with(&lambdas_dir))
-        })
-        .flat_map(|package| package["targets"].as_array().into_iter().flatten())
-        .filter(|target| {
-            target["kind"]
-                .as_array()
-                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
-        })
-        .filter_map(|target| target["name"].as_str().map(str::to_string))
-        .collect();
-    functions.sort();
-    Ok(functions)
-}
-
-async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "local-stack"))
-        .load()
-        .await
-}
-
-/// Waits until 127.0.0.1:`port` answers HTTP at `path`, or the process exits, or the time is up.
-async fn wait_for_http(process: &mut GroupProcess, port: u16, path: &str, log: &Path) -> Result<(), StackError> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let answered = tokio::task::spawn_blocking({
-            let path = path.to_string();
-            move || http::answers(port, &path)
-        })
-        .await
-        .unwrap_or(false);
-        if answered {
-            return Ok(());
-        }
-        if let Some(status) = process.exited() {
-            return Err(StackError(format!(
-                "{} exited ({status}) before answering on port {port}; the end of {}:\n{}",
-                process.name,
-                log.display(),
-                tail(log, 30)
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(StackError(format!(
-                "{} did not answer on port {port} within {} s; the end of {}:\n{}",
-                process.name,
-                START_TIMEOUT.as_secs(),
-                log.display(),
-                tail(log, 30)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 impl LocalStack {
-    /// Starts everything (see docs/local-stack.md for the order) and returns once the Lambdas,
-    /// the router and the local worker are ready.
+    /// Starts everything (see docs/local-stack.md for the order) and returns once the Lambdas
+    /// and the local worker are ready.
     pub async fn start(options: Options) -> Result<LocalStack, StackError> {
         let root = workspace_root();
         let venv_bin = root.join(".venv/bin");
@@ -282,124 +190,96 @@ impl LocalStack {
             venv_bin.display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
         );
-
         if options.build {
             say("building the workspace's binaries (build.log)");
             build_workspace(&root, &path, &run_dir.join("build.log"))?;
         }
-        let functions = lambda_functions(&root)?;
-
-        let moto_port = free_port()?;
-        let router_port = free_port()?;
-        let lambda_port = free_port()?;
-        let endpoint = format!("http://127.0.0.1:{moto_port}");
-        let mut stack = LocalStack {
-            root: root.clone(),
-            run_dir: run_dir.clone(),
-            moto_port,
-            lambda_port,
-            router_port,
-            sdk_config: sdk_config_for(&endpoint).await,
-            settings: Settings {
-                downloads_bucket: "hhvm-downloads".into(),
-                scratch_bucket: "hhvm-scratch".into(),
-                nodist_bucket: "hhvm-nodist".into(),
-                packaging_bucket: "hhvm-local-packaging".into(),
-                signing_key_secret_id: "hhvm-local/package-signing-key".into(),
-                signing_key_id: String::new(),
-                public_keyring: PathBuf::new(),
-                public_key: PathBuf::new(),
-                cloudfront_distribution_id: String::new(),
-                packaging_repo_url: String::new(),
-                staging_repo_url: String::new(),
-                public_repo_url: String::new(),
-                release_branch: RELEASE_BRANCH.into(),
-                failing_builds_dir: run_dir.join("failing-builds"),
-            },
-            functions,
-            lambda_env: Vec::new(),
-            machines: BTreeMap::new(),
-            processes: Vec::new(),
-            worker: None,
-            verbose: options.verbose,
-        };
 
         // moto's Step Functions engine sends its service calls (Lambda invocations) to
-        // localhost:$MOTO_PORT: the router, which passes everything else back to moto.
-        say(&format!("starting moto on 127.0.0.1:{moto_port} (moto.log)"));
-        let moto_log = run_dir.join("moto.log");
-        let mut moto = Command::new(venv_bin.join("moto_server"));
-        moto.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .env("MOTO_PORT", router_port.to_string());
-        stack
-            .spawn("moto", moto, &moto_log, moto_port, "/moto-api/data.json")
-            .await?;
-        // Execute mode uses a store of its own: it must be on before any machine exists.
-        stack.moto_control(
-            "POST",
-            "/moto-api/config",
-            r#"{"stepfunctions":{"execute_state_machine":true}}"#,
+        // localhost:$MOTO_PORT: the Lambda service, which passes everything else back to moto.
+        let lambda_port = pipeline_testing::free_port();
+        say("starting moto with the template's resource types (moto.log)");
+        let moto = MotoServer::start(
+            &root,
+            &run_dir.join("moto.log"),
+            &[("MOTO_PORT", lambda_port.to_string())],
         )?;
+        // Execute mode uses a store of its own: it must be on before any machine exists.
+        moto.enable_execute_mode()?;
+        let endpoint = moto.endpoint();
+        say(&format!("moto on {endpoint}"));
+        let sdk_config = pipeline_testing::sdk_config_for(&endpoint).await;
+        let s3 = pipeline_aws::s3_client(&sdk_config);
 
-        say("creating buckets, secrets, instance profiles, the distribution and the fixture repositories");
-        stack.create_resources(&root).await?;
-        stack.lambda_env = stack.lambda_environment().await?;
+        say("creating the fixture repositories, CURRENT_TARGETS, the signing key");
+        let local = resources::prepare(&s3, &endpoint, &root, &run_dir).await?;
+        say("deploying infra/template.yaml (deploy/)");
+        let parameters = template_parameters(&pipeline_aws::ec2_client(&sdk_config), &local).await?;
+        let deployed = deploy::deploy_template(
+            &endpoint,
+            &root,
+            &root.join("infra/template.yaml"),
+            &parameters,
+            &run_dir.join("deploy"),
+        )
+        .await?;
+        say(&format!(
+            "stack {}: {} resources, {} functions, {} state machines",
+            deployed.stack_name,
+            deployed.resources.len(),
+            deployed.functions.len(),
+            deployed.state_machines.len()
+        ));
+        let settings = settings_of(&deployed, &local, &run_dir)?;
+        resources::allow_public_reads(&s3, &settings.downloads_bucket).await?;
+        put_secret_values(&root, &endpoint, &deployed, &local)?;
+        std::fs::create_dir_all(&settings.failing_builds_dir)
+            .context(format!("create {}", settings.failing_builds_dir.display()))?;
 
         say(&format!(
-            "starting cargo lambda watch on 127.0.0.1:{lambda_port} (lambdas.log)"
+            "starting the {} functions on 127.0.0.1:{lambda_port} (lambdas/)",
+            deployed.functions.len()
         ));
-        let mut watch = Command::new(venv_bin.join("cargo-lambda"));
-        watch
-            // The functions were built above; a rebuild on every edit of the tree would make
-            // invocations wait for the compiler (and restart functions mid-run).
-            .args([
-                "lambda",
-                "watch",
-                "--ignore-changes",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &lambda_port.to_string(),
-            ])
-            .current_dir(&root)
-            .env("PATH", &path)
-            .envs(stack.lambda_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        stack
-            .spawn(
-                "cargo lambda watch",
-                watch,
-                &run_dir.join("lambdas.log"),
-                lambda_port,
-                "/",
-            )
-            .await?;
+        let functions = deployed
+            .functions
+            .iter()
+            .map(|function| FunctionSpec {
+                name: function.name.clone(),
+                binary: root.join("target/debug").join(&function.name),
+                environment: function.environment.clone().into_iter().collect(),
+            })
+            .collect();
+        let common_environment = [
+            ("AWS_ENDPOINT_URL", endpoint.clone()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_DEFAULT_REGION", REGION.into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("LOG_FORMAT", "text".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut service = ServiceConfig::new(functions, common_environment, moto.port(), run_dir.join("lambdas"));
+        service.port = lambda_port;
+        let lambdas = LambdaService::start(service).await?;
 
-        say(&format!(
-            "starting the Lambda router on 127.0.0.1:{router_port} (router.log)"
-        ));
-        let mut router = Command::new("python3");
-        router.arg(root.join("bin/lambda-router")).args([
-            "--port",
-            &router_port.to_string(),
-            "--lambda-port",
-            &lambda_port.to_string(),
-            "--emulator-port",
-            &moto_port.to_string(),
-        ]);
-        stack
-            .spawn(
-                "the Lambda router",
-                router,
-                &run_dir.join("router.log"),
-                router_port,
-                "/moto-api/data.json",
-            )
-            .await?;
-
+        let mut stack = LocalStack {
+            root,
+            run_dir: run_dir.clone(),
+            sdk_config,
+            settings,
+            machines: deployed.state_machines.clone(),
+            deployed,
+            worker: None,
+            lambdas: Some(lambdas),
+            moto: Some(moto),
+            verbose: options.verbose,
+        };
         say("starting the local EC2 worker (workers.log, workers/<instance>/)");
         stack.worker = Some(LocalWorker::start(WorkerConfig {
             ec2: stack.ec2(),
-            run_dir: run_dir.clone(),
+            run_dir,
             path,
             env: stack.worker_environment(),
             poll_interval: options.poll_interval,
@@ -409,234 +289,18 @@ impl LocalStack {
         Ok(stack)
     }
 
-    async fn spawn(
-        &mut self,
-        name: &str,
-        mut command: Command,
-        log: &Path,
-        port: u16,
-        path: &str,
-    ) -> Result<(), StackError> {
-        let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().context("duplicate a log handle")?)
-            .stderr(file);
-        let mut process = GroupProcess::spawn(name, command)?;
-        let ready = wait_for_http(&mut process, port, path, log).await;
-        self.processes.push(process);
-        ready
-    }
-
     /// A request to moto's own API (`/moto-api/...`); fails unless it answers 2xx.
     pub fn moto_control(&self, method: &str, path: &str, body: &str) -> Result<String, StackError> {
-        let response = http::request(self.moto_port, method, path, body.as_bytes(), Duration::from_secs(30))
-            .context(format!("moto {method} {path}"))?;
-        if !(200..300).contains(&response.status) {
-            return Err(StackError(format!(
-                "moto {method} {path}: HTTP {}: {}",
-                response.status,
-                response.text()
-            )));
+        match &self.moto {
+            Some(moto) => moto.control(method, path, body),
+            None => Err(StackError::new("the stack is stopped")),
         }
-        Ok(response.text())
     }
 
-    /// Runs the venv's AWS CLI against moto (for IAM, Secrets Manager and CloudFront, which
-    /// have no SDK crate in the workspace); returns stdout.
+    /// Runs the venv's AWS CLI against moto (for services without an SDK crate in the
+    /// workspace); returns stdout.
     pub fn aws_cli(&self, args: &[&str]) -> Result<String, StackError> {
-        let output = Command::new(self.root.join(".venv/bin/aws"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL", self.endpoint())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_DEFAULT_REGION", REGION)
-            .output()
-            .context("run the AWS CLI of .venv")?;
-        if !output.status.success() {
-            return Err(StackError(format!(
-                "aws {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-    }
-
-    async fn create_resources(&mut self, root: &Path) -> Result<(), StackError> {
-        let s3 = self.s3();
-        let settings = self.settings.clone();
-        for bucket in [
-            &settings.downloads_bucket,
-            &settings.scratch_bucket,
-            &settings.nodist_bucket,
-            &settings.packaging_bucket,
-        ] {
-            s3.create_bucket()
-                .bucket(bucket)
-                .send()
-                .await
-                .context(format!("S3 CreateBucket {bucket}"))?;
-        }
-        // apt reads the repositories over plain HTTP, and the Lambdas read CURRENT_TARGETS so.
-        for bucket in [&settings.downloads_bucket, &settings.packaging_bucket] {
-            let policy = serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
-                               "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")}]
-            });
-            s3.put_bucket_policy()
-                .bucket(bucket)
-                .policy(policy.to_string())
-                .send()
-                .await
-                .context(format!("S3 PutBucketPolicy {bucket}"))?;
-        }
-        let fixtures_dir = root.join("tests/fixtures");
-        let targets_path = fixtures_dir.join("packaging/CURRENT_TARGETS");
-        let targets = std::fs::read(&targets_path).context(format!("read {}", targets_path.display()))?;
-        for branch in std::iter::once("master").chain(RELEASE_BRANCHES) {
-            s3.put_object()
-                .bucket(&settings.packaging_bucket)
-                .key(format!("{branch}/CURRENT_TARGETS"))
-                .content_type("text/plain")
-                .body(targets.clone().into())
-                .send()
-                .await
-                .context("S3 PutObject CURRENT_TARGETS")?;
-        }
-
-        let Repositories {
-            packaging,
-            staging,
-            public,
-        } = fixtures::make_repositories(&self.run_dir.join("git"), &fixtures_dir)?;
-        let url = |path: &Path| format!("file://{}", path.display());
-        self.settings.packaging_repo_url = url(&packaging);
-        self.settings.staging_repo_url = url(&staging);
-        self.settings.public_repo_url = url(&public);
-
-        let SigningKey {
-            fingerprint,
-            secret_key,
-            public_keyring,
-            public_key,
-        } = fixtures::make_signing_key(&self.run_dir)?;
-        self.aws_cli(&[
-            "secretsmanager",
-            "create-secret",
-            "--name",
-            &settings.signing_key_secret_id,
-            "--secret-string",
-            &secret_key,
-        ])?;
-        // The deploy keys are only handed to `git` as GIT_SSH_COMMAND, which file:// URLs ignore.
-        for secret in [
-            "hhvm-local/staging-repo-deploy-key",
-            "hhvm-local/public-repo-deploy-key",
-        ] {
-            self.aws_cli(&[
-                "secretsmanager",
-                "create-secret",
-                "--name",
-                secret,
-                "--secret-string",
-                "local stack: no SSH deploy key (the repositories are file:// URLs)",
-            ])?;
-        }
-        self.settings.signing_key_id = fingerprint;
-        self.settings.public_keyring = public_keyring;
-        self.settings.public_key = public_key;
-
-        for kind in WORKER_KINDS {
-            self.aws_cli(&[
-                "iam",
-                "create-instance-profile",
-                "--instance-profile-name",
-                &instance_profile(kind),
-            ])?;
-        }
-        self.settings.cloudfront_distribution_id = self.aws_cli(&[
-            "cloudfront",
-            "create-distribution",
-            "--origin-domain-name",
-            &format!("{}.s3.amazonaws.com", settings.downloads_bucket),
-            "--query",
-            "Distribution.Id",
-            "--output",
-            "text",
-        ])?;
-        std::fs::create_dir_all(&settings.failing_builds_dir)
-            .context(format!("create {}", settings.failing_builds_dir.display()))?;
-        Ok(())
-    }
-
-    /// The environment of every Lambda: AWS pointed at moto, and each crate's configuration.
-    async fn lambda_environment(&self) -> Result<Vec<(String, String)>, StackError> {
-        let ec2 = self.ec2();
-        let subnets = ec2.describe_subnets().send().await.context("EC2 DescribeSubnets")?;
-        let subnet = subnets
-            .subnets()
-            .iter()
-            .find_map(|s| s.subnet_id())
-            .ok_or_else(|| StackError::new("moto has no default subnet"))?
-            .to_string();
-        let groups = ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .context("EC2 DescribeSecurityGroups")?;
-        let group = groups
-            .security_groups()
-            .iter()
-            .find_map(|g| g.group_id())
-            .ok_or_else(|| StackError::new("moto has no default security group"))?
-            .to_string();
-        let s = &self.settings;
-        let mut env: Vec<(String, String)> = [
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_REGION", REGION.into()),
-            ("AWS_DEFAULT_REGION", REGION.into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("LOG_FORMAT", "text".into()),
-            ("DOWNLOADS_BUCKET", s.downloads_bucket.clone()),
-            ("SCRATCH_BUCKET", s.scratch_bucket.clone()),
-            ("NODIST_BUCKET", s.nodist_bucket.clone()),
-            ("WORKER_AMI_ID", WORKER_AMI.into()),
-            ("WORKER_SUBNET_ID", subnet),
-            ("WORKER_SECURITY_GROUP_IDS", group),
-            (
-                "CURRENT_TARGETS_URL",
-                format!("{}/{}/{{branch}}/CURRENT_TARGETS", self.endpoint(), s.packaging_bucket),
-            ),
-            ("PACKAGING_REPO_URL", s.packaging_repo_url.clone()),
-            ("STAGING_REPO_URL", s.staging_repo_url.clone()),
-            ("PUBLIC_REPO_URL", s.public_repo_url.clone()),
-            ("SIGNING_KEY_SECRET_ID", s.signing_key_secret_id.clone()),
-            ("SIGNING_KEY_ID", s.signing_key_id.clone()),
-            (
-                "STAGING_DEPLOY_KEY_SECRET_ID",
-                "hhvm-local/staging-repo-deploy-key".into(),
-            ),
-            (
-                "PUBLIC_DEPLOY_KEY_SECRET_ID",
-                "hhvm-local/public-repo-deploy-key".into(),
-            ),
-            ("BUILD_STATE_MACHINE_ARN", machines::state_machine_arn("hhvm-build")),
-            (
-                "PUBLISH_STATE_MACHINE_ARN",
-                machines::state_machine_arn("hhvm-publish-release"),
-            ),
-            ("CLOUDFRONT_DISTRIBUTION_ID", s.cloudfront_distribution_id.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for kind in WORKER_KINDS {
-            env.push((format!("{kind}_INSTANCE_PROFILE"), instance_profile(kind)));
-        }
-        Ok(env)
+        deploy::aws_cli(&self.root, &self.endpoint(), args)
     }
 
     /// What a worker's script sees besides its sandbox paths: the AWS CLI pointed at moto, the
@@ -661,17 +325,22 @@ impl LocalStack {
 
     /// moto's endpoint (S3, EC2, Step Functions, …).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.moto_port)
+        self.moto.as_ref().map(MotoServer::endpoint).unwrap_or_default()
     }
 
-    /// The router: the Lambda Invoke API as AWS answers it (`AWS_ENDPOINT_URL_LAMBDA`).
+    /// The Lambda service: the Invoke API as AWS answers it (`AWS_ENDPOINT_URL_LAMBDA`).
     pub fn lambda_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.router_port)
+        self.lambdas.as_ref().map(LambdaService::endpoint).unwrap_or_default()
     }
 
-    /// `cargo lambda watch` itself (bare function names only; errors as HTTP 500).
-    pub fn lambda_runtime_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.lambda_port)
+    /// What the template deployed: functions with their environment, machines, outputs.
+    pub fn deployed(&self) -> &DeployedStack {
+        &self.deployed
+    }
+
+    /// Where function `name`'s processes write their output.
+    pub fn function_log(&self, name: &str) -> Option<PathBuf> {
+        self.lambdas.as_ref().map(|service| service.function_log(name))
     }
 
     pub fn run_dir(&self) -> &Path {
@@ -680,11 +349,6 @@ impl LocalStack {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// The environment every Lambda runs with.
-    pub fn lambda_environment_variables(&self) -> &[(String, String)] {
-        &self.lambda_env
     }
 
     /// Lines of `export NAME=value` for a shell that talks to the stack with the AWS CLI.
@@ -700,9 +364,14 @@ impl LocalStack {
         values.iter().map(|(k, v)| format!("export {k}={v}\n")).collect()
     }
 
-    /// The Lambda functions the stack serves (binary names of `lambdas/*`).
-    pub fn functions(&self) -> &[String] {
-        &self.functions
+    /// The deployed function names.
+    pub fn functions(&self) -> Vec<String> {
+        self.deployed.functions.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// The state machines: name → ARN.
+    pub fn machines(&self) -> &BTreeMap<String, String> {
+        &self.machines
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {
@@ -727,9 +396,10 @@ impl LocalStack {
     /// the machines registered or being registered). See `machines` for the naming rules.
     pub fn substitutions(&self, machine_names: &[String]) -> BTreeMap<String, String> {
         let mut map: BTreeMap<String, String> = self
+            .deployed
             .functions
             .iter()
-            .map(|f| (machines::function_placeholder(f), machines::function_arn(f)))
+            .map(|f| (machines::function_placeholder(&f.name), f.arn.clone()))
             .collect();
         for name in self.machines.keys().chain(machine_names) {
             map.insert(machines::machine_placeholder(name), machines::state_machine_arn(name));
@@ -737,8 +407,9 @@ impl LocalStack {
         map
     }
 
-    /// Registers every `*.asl.json` of `dir` (children first), with placeholders substituted;
-    /// returns machine name → ARN of all registered machines. A machine registered before is
+    /// Registers every `*.asl.json` of `dir` (children first) besides the template's machines,
+    /// with placeholders substituted by the deployed functions' ARNs; returns machine name →
+    /// ARN of the machines it registered. A machine that exists (the template's included) is
     /// updated to the new definition.
     pub async fn register_state_machines(&mut self, dir: &Path) -> Result<BTreeMap<String, String>, StackError> {
         let mut definitions: Vec<(String, String)> = Vec::new();
@@ -764,6 +435,7 @@ impl LocalStack {
         }
         let names: Vec<String> = definitions.iter().map(|(n, _)| n.clone()).collect();
         let substitutions = self.substitutions(&names);
+        let mut registered = BTreeMap::new();
         for name in machines::creation_order(&definitions)? {
             let file = &texts[&name];
             let text = &definitions
@@ -778,9 +450,10 @@ impl LocalStack {
             if self.verbose {
                 eprintln!("local-stack: registered {name} from {}", file.display());
             }
-            self.machines.insert(name, arn);
+            self.machines.insert(name.clone(), arn.clone());
+            registered.insert(name, arn);
         }
-        Ok(self.machines.clone())
+        Ok(registered)
     }
 
     async fn create_or_update_machine(&self, name: &str, definition: &str) -> Result<String, StackError> {
@@ -872,19 +545,19 @@ impl LocalStack {
         }
     }
 
-    /// Invokes `function` (a name or ARN) through the router, as an AWS SDK would.
+    /// Invokes `function` (a name or ARN) through the Lambda service, as an AWS SDK would.
     pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Invocation, StackError> {
-        let port = self.router_port;
+        let port = self.lambdas.as_ref().map(LambdaService::port).unwrap_or_default();
         let path = format!("/2015-03-31/functions/{function}/invocations");
         let body = payload.to_string().into_bytes();
         let response =
             tokio::task::spawn_blocking(move || http::request(port, "POST", &path, &body, Duration::from_secs(900)))
                 .await
                 .map_err(|error| StackError(format!("invoking {function}: {error}")))?
-                .context(format!("invoking {function} through the router"))?;
+                .context(format!("invoking {function} through the Lambda service"))?;
         if response.status != 200 {
             return Err(StackError(format!(
-                "invoking {function}: HTTP {}: {} (lambdas.log has the runtime's side)",
+                "invoking {function}: HTTP {}: {} (lambdas/ has the functions' side)",
                 response.status,
                 response.text()
             )));
@@ -1003,18 +676,19 @@ impl LocalStack {
             .ok_or_else(|| StackError(format!("moto does not know instance {id}")))
     }
 
-    /// Stops the local worker, then the router, `cargo lambda watch` and moto (each by its own
-    /// process group). Logs stay in the run directory. Repeating it does nothing.
+    /// Stops the local worker, then the functions and moto (each process by its own process
+    /// group). Logs stay in the run directory. Repeating it does nothing.
     pub fn stop(&mut self) {
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }
-        if self.processes.is_empty() {
+        let Some(mut moto) = self.moto.take() else {
             return;
+        };
+        if let Some(mut lambdas) = self.lambdas.take() {
+            lambdas.stop();
         }
-        while let Some(mut process) = self.processes.pop() {
-            process.stop();
-        }
+        moto.stop();
         if self.verbose {
             eprintln!("local-stack: stopped; logs in {}", self.run_dir.display());
         }
@@ -1027,8 +701,96 @@ impl Drop for LocalStack {
     }
 }
 
-fn instance_profile(kind: &str) -> String {
-    format!("hhvm-local-{}-worker", kind.to_ascii_lowercase().replace('_', "-"))
+/// The template's parameters for a stack in moto: its default VPC and subnet for the workers,
+/// and the local stand-ins for the repositories and the packaging files.
+async fn template_parameters(
+    ec2: &aws_sdk_ec2::Client,
+    local: &LocalResources,
+) -> Result<Vec<(String, String)>, StackError> {
+    let subnets = ec2.describe_subnets().send().await.context("EC2 DescribeSubnets")?;
+    let subnet = subnets
+        .subnets()
+        .iter()
+        .find(|s| s.default_for_az() == Some(true))
+        .or_else(|| subnets.subnets().first())
+        .ok_or_else(|| StackError::new("moto has no default subnet"))?;
+    let (Some(subnet_id), Some(vpc_id)) = (subnet.subnet_id(), subnet.vpc_id()) else {
+        return Err(StackError::new("moto's default subnet has no ID or VPC"));
+    };
+    Ok([
+        ("WorkerAmiId", WORKER_AMI.to_string()),
+        ("WorkerVpcId", vpc_id.to_string()),
+        ("WorkerSubnetId", subnet_id.to_string()),
+        ("NodistBucketName", resources::NODIST_BUCKET.to_string()),
+        ("CurrentTargetsUrl", local.current_targets_url.clone()),
+        ("PackagingRepoUrl", resources::file_url(&local.repositories.packaging)),
+        ("StagingRepoUrl", resources::file_url(&local.repositories.staging)),
+        ("PublicRepoUrl", resources::file_url(&local.repositories.public)),
+        ("SigningKeyId", local.signing_key.fingerprint.clone()),
+        ("NightlySourceRefsUrl", local.source_refs_url.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// A stack output, or an error naming it.
+fn output<'a>(deployed: &'a DeployedStack, name: &str) -> Result<&'a str, StackError> {
+    deployed
+        .outputs
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| StackError(format!("the deployed stack has no output {name}")))
+}
+
+fn settings_of(deployed: &DeployedStack, local: &LocalResources, run_dir: &Path) -> Result<Settings, StackError> {
+    Ok(Settings {
+        downloads_bucket: output(deployed, "DownloadsBucketName")?.to_string(),
+        scratch_bucket: output(deployed, "ScratchBucketName")?.to_string(),
+        nodist_bucket: resources::NODIST_BUCKET.into(),
+        packaging_bucket: resources::PACKAGING_BUCKET.into(),
+        signing_key_secret_id: output(deployed, "PackageSigningKeySecretName")?.to_string(),
+        signing_key_id: local.signing_key.fingerprint.clone(),
+        public_keyring: local.signing_key.public_keyring.clone(),
+        public_key: local.signing_key.public_key.clone(),
+        cloudfront_distribution_id: output(deployed, "DistributionId")?.to_string(),
+        packaging_repo_url: resources::file_url(&local.repositories.packaging),
+        staging_repo_url: resources::file_url(&local.repositories.staging),
+        public_repo_url: resources::file_url(&local.repositories.public),
+        release_branch: RELEASE_BRANCH.into(),
+        failing_builds_dir: run_dir.join("failing-builds"),
+    })
+}
+
+/// The template declares the secrets by name; operators put their values. Here: the run's
+/// signing key, and placeholders for the deploy keys (git ignores SSH for `file://` URLs).
+fn put_secret_values(
+    root: &Path,
+    endpoint: &str,
+    deployed: &DeployedStack,
+    local: &LocalResources,
+) -> Result<(), StackError> {
+    let placeholder = "local stack: no SSH deploy key (the repositories are file:// URLs)";
+    for (output_name, value) in [
+        ("PackageSigningKeySecretName", local.signing_key.secret_key.as_str()),
+        ("StagingRepoDeployKeySecretName", placeholder),
+        ("PublicRepoDeployKeySecretName", placeholder),
+    ] {
+        let secret = output(deployed, output_name)?;
+        deploy::aws_cli(
+            root,
+            endpoint,
+            &[
+                "secretsmanager",
+                "put-secret-value",
+                "--secret-id",
+                secret,
+                "--secret-string",
+                value,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, StackError> {
@@ -1051,7 +813,7 @@ pub(crate) async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> R
     }
 }
 
-/// `cargo build --workspace --bins`, so `cargo lambda watch` finds every function built.
+/// `cargo build --workspace --bins`: the functions run from `target/debug/`.
 fn build_workspace(root: &Path, path: &str, log: &Path) -> Result<(), StackError> {
     let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
     let status = Command::new("cargo")

@@ -8,7 +8,6 @@
 //! Time bounds are only timeouts, far above what a run takes; nothing asserts a duration.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
@@ -24,15 +23,21 @@ const DISTROS: [&str; 2] = ["debian-12-bookworm", "ubuntu-24.04-noble"];
 /// One scenario at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The stack deployed from infra/template.yaml: its machines are the ones the scenarios run.
 async fn start_stack() -> LocalStack {
-    let mut stack = LocalStack::start(Options::default())
+    let stack = LocalStack::start(Options::default())
         .await
         .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
-    let machines = Path::new(env!("CARGO_MANIFEST_DIR")).join("../state-machines");
-    stack
-        .register_state_machines(&machines)
-        .await
-        .unwrap_or_else(|error| panic!("register the state machines: {error}"));
+    assert_eq!(
+        stack.machines().keys().collect::<Vec<_>>(),
+        [
+            "hhvm-build",
+            "hhvm-build-and-publish",
+            "hhvm-build-and-publish-multi",
+            "hhvm-publish-release"
+        ],
+        "the template's four state machines"
+    );
     stack
 }
 

@@ -135,7 +135,8 @@ fn moto_executable() -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
+/// A port of 127.0.0.1 nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

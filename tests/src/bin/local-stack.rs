@@ -2,8 +2,9 @@
 //!
 //! usage:
 //!   local-stack up [--machines DIR]
-//!       start everything, register the state machines of DIR (default `state-machines`, when
-//!       it exists), print the endpoints and environment, and wait for Ctrl-C
+//!       start everything (the stack deployed from infra/template.yaml, its state machines
+//!       included), register the definitions of DIR over them when given, print the endpoints
+//!       and each function's environment, and wait for Ctrl-C
 //!   local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]
 //!       start everything, run one execution of MACHINE with progress, print the outcome, stop
 //!   local-stack pipeline [VERSION] [--name NAME] [--machines DIR] [--timeout SECONDS]
@@ -88,29 +89,33 @@ fn parse_arguments() -> Result<Arguments, String> {
     Ok(parsed)
 }
 
-fn machines_dir(arguments: &Arguments) -> Option<PathBuf> {
+/// Registers the definitions of `--machines DIR` over the template's machines, when given.
+async fn register_other_machines(stack: &mut LocalStack, arguments: &Arguments) -> Result<(), StackError> {
     if let Some(dir) = &arguments.machines {
-        return Some(dir.clone());
+        for (name, arn) in stack.register_state_machines(dir).await? {
+            eprintln!("local-stack: state machine {name} from {}: {arn}", dir.display());
+        }
     }
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../state-machines");
-    default.is_dir().then_some(default)
+    Ok(())
 }
 
 async fn up(arguments: &Arguments) -> Result<(), StackError> {
     let mut stack = LocalStack::start(Options::default()).await?;
-    if let Some(dir) = machines_dir(arguments) {
-        for (name, arn) in stack.register_state_machines(&dir).await? {
-            println!("state machine {name}: {arn}");
-        }
+    register_other_machines(&mut stack, arguments).await?;
+    for (name, arn) in stack.machines() {
+        println!("state machine {name}: {arn}");
     }
-    println!("\nmoto:          {}", stack.endpoint());
-    println!("Lambda router: {}", stack.lambda_endpoint());
+    println!("\nmoto:           {}", stack.endpoint());
+    println!("Lambda service: {}", stack.lambda_endpoint());
     println!("run directory: {}", stack.run_dir().display());
     println!("functions:     {}", stack.functions().join(" "));
     println!("\n# for the AWS CLI:\n{}", stack.shell_exports());
-    println!("# the environment of every Lambda:");
-    for (name, value) in stack.lambda_environment_variables() {
-        println!("#   {name}={value}");
+    println!("# each function's environment, as the template set it:");
+    for function in &stack.deployed().functions {
+        println!("#   {}", function.name);
+        for (name, value) in &function.environment {
+            println!("#     {name}={value}");
+        }
     }
     println!("\nlocal-stack is up; Ctrl-C stops it.");
     interrupted().await;
@@ -163,10 +168,8 @@ async fn run(arguments: &Arguments) -> Result<bool, StackError> {
         return Err(StackError(format!("run takes MACHINE and 'JSON INPUT'\n{USAGE}")));
     };
     let input: Value = serde_json::from_str(input).map_err(|e| StackError(format!("the input is not JSON: {e}")))?;
-    let dir =
-        machines_dir(arguments).ok_or_else(|| StackError::new("no state machine directory: pass --machines DIR"))?;
     let mut stack = LocalStack::start(Options::default()).await?;
-    stack.register_state_machines(&dir).await?;
+    register_other_machines(&mut stack, arguments).await?;
     let name = arguments
         .name
         .clone()
@@ -184,10 +187,8 @@ async fn pipeline(arguments: &Arguments) -> Result<bool, StackError> {
         [version] => Some(version.clone()),
         _ => return Err(StackError(format!("pipeline takes at most a VERSION\n{USAGE}"))),
     };
-    let dir =
-        machines_dir(arguments).ok_or_else(|| StackError::new("no state machine directory: pass --machines DIR"))?;
     let mut stack = LocalStack::start(Options::default()).await?;
-    let result = publish_and_check(&mut stack, arguments, version, &dir).await;
+    let result = publish_and_check(&mut stack, arguments, version).await;
     stack.stop();
     result
 }
@@ -196,9 +197,8 @@ async fn publish_and_check(
     stack: &mut LocalStack,
     arguments: &Arguments,
     version: Option<String>,
-    dir: &std::path::Path,
 ) -> Result<bool, StackError> {
-    stack.register_state_machines(dir).await?;
+    register_other_machines(stack, arguments).await?;
     let mut input = json!({"pollIntervalSeconds": 1, "pollLimit": 900});
     if let Some(version) = &version {
         input["version"] = json!(version);
