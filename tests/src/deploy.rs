@@ -346,8 +346,8 @@ fn code_locations(template: &Value) -> Vec<(String, String)> {
 }
 
 /// moto reads a function's package from S3 when it creates the function, so one must be at
-/// every location. The local stack runs the functions from target/debug under
-/// `cargo lambda watch`, not from these packages: each holds only a `bootstrap` that says so.
+/// every location. The local stack runs the functions from target/debug under its Lambda
+/// service, not from these packages: each holds only a `bootstrap` that says so.
 async fn upload_placeholder_code(endpoint: &str, locations: &[(String, String)]) -> Result<(), StackError> {
     if locations.is_empty() {
         return Ok(());

@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 client over a TCP socket for the few raw requests the stack makes (moto's
-//! control API, Lambda invocations through the router): the SDK has no Lambda client here, and
+//! control API, Lambda invocations through the Lambda service): the SDK has no Lambda client here, and
 //! one request per connection keeps it simple.
 
 use std::io::{Read, Write};

@@ -1,8 +1,9 @@
 //! The local stack: everything the pipeline's state machines need, on 127.0.0.1, without an AWS
-//! account or Docker — moto (the AWS API emulator, running real ASL in its execute mode), the
-//! Lambdas under `cargo lambda watch`, `bin/lambda-router` between them, and a local EC2 worker
-//! that runs each instance's user data with bash in its own sandbox directory. How it works and
-//! how to debug a run: docs/local-stack.md.
+//! account or Docker — moto (the AWS API emulator, running real ASL in its execute mode) with
+//! `infra/template.yaml` deployed into it, every deployed function run from `target/debug` with
+//! the environment the stack gives it (`lambda_service`), and a local EC2 worker that runs each
+//! instance's user data with bash in its own sandbox directory. How it works and how to debug a
+//! run: docs/local-stack.md.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pipeline_tests::StackError> {

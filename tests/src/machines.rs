@@ -32,7 +32,7 @@ fn pascal_case(name: &str) -> String {
         .collect()
 }
 
-/// The ARN the Step Functions engine invokes function `name` by (the router maps it back).
+/// The ARN the Step Functions engine invokes function `name` by (the Lambda service maps it back).
 pub fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
 }

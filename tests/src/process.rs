@@ -1,5 +1,5 @@
 //! Child processes of the stack, each in its own process group so that stopping one stops
-//! everything it started (`cargo lambda watch` runs every function as a grandchild), and none
+//! everything it started (a worker's script runs its tools as grandchildren), and none
 //! outliving the process that started the stack.
 
 use std::os::unix::process::CommandExt;

@@ -783,6 +783,7 @@ async fn the_pipeline_template_deploys_every_function_with_its_environment() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_configurations_load_from_the_deployed_environment(&stack.functions);
+    assert_the_schedule_starts_one_nightly_a_day_when_the_source_moved(&moto, &stack).await;
 
     // The four machines, named as the spec says, with every placeholder substituted.
     for machine in [
@@ -977,6 +978,92 @@ fn the_configuration_check_catches_unread_and_unusable_variables() {
         message.contains("hhvm-start-single-build: configuration variable BUILD_STATE_MACHINE_ARN"),
         "{message}"
     );
+}
+
+/// moto never fires schedules: the test reads the deployed schedule back and delivers its input
+/// to its target as EventBridge Scheduler would, retries included.
+async fn assert_the_schedule_starts_one_nightly_a_day_when_the_source_moved(moto: &MotoServer, stack: &DeployedStack) {
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+    const MOVED: &str = "89abcdef0123456789abcdef0123456789abcdef";
+    let schedule = aws(moto, &["scheduler", "get-schedule", "--name", "hhvm-nightly"]);
+    let trigger = stack
+        .functions
+        .iter()
+        .find(|f| f.name == "hhvm-start-nightly")
+        .expect("hhvm-start-nightly is deployed");
+    assert_eq!(schedule["Target"]["Arn"], trigger.arn.as_str(), "the schedule's target");
+    let input = schedule["Target"]["Input"]
+        .as_str()
+        .expect("the schedule has an input")
+        .to_string();
+    let schedule_arn = schedule["Arn"].as_str().unwrap_or_default().to_string();
+    let event = |time: &str, attempt: u32| -> Value {
+        let text = input
+            .replace("<aws.scheduler.scheduled-time>", time)
+            .replace("<aws.scheduler.execution-id>", &format!("attempt-{attempt}"))
+            .replace("<aws.scheduler.attempt-number>", &attempt.to_string())
+            .replace("<aws.scheduler.schedule-arn>", &schedule_arn);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("the schedule's input is not JSON: {e}: {text}"))
+    };
+    let environment = trigger.environment.clone();
+    let config = start_nightly::Config::from_source(&move |name: &str| environment.get(name).cloned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sdk_config = pipeline_testing::sdk_config_for(&moto.endpoint()).await;
+    let s3 = pipeline_aws::s3_client(&sdk_config);
+    let sfn = aws_sdk_sfn::Client::new(&sdk_config);
+    // The head commit is given: the deployed refs URL is GitHub's, which a test never reads.
+    let trigger_with = |event: Value, commit: &'static str| {
+        let (s3, sfn, config) = (s3.clone(), sfn.clone(), config.clone());
+        async move {
+            start_nightly::handle(&s3, &sfn, &config, event, commit)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+
+    let first = trigger_with(event("2026-12-01T03:00:00Z", 1), COMMIT).await;
+    let retried = trigger_with(event("2026-12-01T03:00:00Z", 2), COMMIT).await;
+    assert_eq!(first["started"], true, "{first}");
+    assert_eq!(first["executionName"], "nightly-2026-12-01", "{first}");
+    assert_eq!(
+        retried["executionArn"], first["executionArn"],
+        "a retry finds the first attempt's execution"
+    );
+    let machine = &stack.state_machines["hhvm-build-and-publish"];
+    let executions = aws(
+        moto,
+        &["stepfunctions", "list-executions", "--state-machine-arn", machine],
+    );
+    let names: Vec<&str> = executions["executions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["nightly-2026-12-01"],
+        "one execution for the day, however often it was triggered"
+    );
+
+    // That nightly is published; the next day's source has not moved: nothing starts.
+    let scratch = &stack.outputs["ScratchBucketName"];
+    s3.put_object()
+        .bucket(scratch)
+        .key("markers/2026.12.01/update-repositories.json")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let unmoved = trigger_with(event("2026-12-02T03:00:00Z", 1), COMMIT).await;
+    assert_eq!(unmoved["started"], false, "{unmoved}");
+    assert_eq!(unmoved["lastPublishedNightly"], "2026.12.01", "{unmoved}");
+    let mut forced = event("2026-12-02T03:00:00Z", 1);
+    forced["detail"]["force"] = Value::Bool(true);
+    let forced = trigger_with(forced, COMMIT).await;
+    assert_eq!(forced["started"], true, "force builds an unmoved source: {forced}");
+    let moved = trigger_with(event("2026-12-03T03:00:00Z", 1), MOVED).await;
+    assert_eq!(moved["started"], true, "a moved source builds: {moved}");
 }
 
 /// Whether a template value is `Fn::If` with `AWS::NoValue` as one of its branches.

@@ -462,3 +462,156 @@ fn removing_a_resource_keeps_the_rest_of_the_template() {
         "Resources:\n  A:\n    Type: X\n    # note\nOutputs:\n  C:\n    Value: 1\n"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// README.md's tables against the code: the table of Lambdas names exactly the template's
+// functions, and the table of error types exactly the errorTypes of pipeline-core.
+// ---------------------------------------------------------------------------------------------
+
+fn readme() -> String {
+    fs::read_to_string(root().join("README.md")).expect("README.md is readable")
+}
+
+/// The first cells of the first Markdown table under the heading line `heading` (before the
+/// next heading), header and separator rows left out.
+fn first_cells_of_table_under(doc: &str, heading: &str) -> Vec<String> {
+    let mut lines = doc
+        .lines()
+        .skip_while(|line| line.trim_end() != heading)
+        .skip(1)
+        .skip_while(|line| !line.starts_with('|') && !line.starts_with('#'))
+        .peekable();
+    assert!(
+        lines.peek().is_some_and(|line| line.starts_with('|')),
+        "no table under the heading {heading:?}"
+    );
+    let rows: Vec<&str> = lines.take_while(|line| line.starts_with('|')).collect();
+    assert!(
+        rows.len() > 2 && rows[1].starts_with("|---"),
+        "the table under {heading:?} has no header and rows: {rows:?}"
+    );
+    rows[2..]
+        .iter()
+        .map(|row| row.split('|').nth(1).unwrap_or("").trim().to_string())
+        .collect()
+}
+
+/// The `code spans` of a Markdown cell.
+fn code_spans(cell: &str) -> Vec<String> {
+    cell.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// Every function name the template deploys, without the stack's `${NamePrefix}`: the
+/// `FunctionName` of each `AWS::Serverless::Function`. A `FunctionName` that refers to a
+/// function (`!Ref`, `!GetAtt`) names none.
+fn template_function_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for value in text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("FunctionName:"))
+        .map(str::trim)
+    {
+        if let Some(name) = value.strip_prefix("!Sub ${NamePrefix}") {
+            names.insert(name.trim().to_string());
+        } else {
+            assert!(
+                value.starts_with("!Ref ") || value.starts_with("!GetAtt "),
+                "a FunctionName of the template is neither `!Sub ${{NamePrefix}}<name>` nor a reference: {value}"
+            );
+        }
+    }
+    let functions = text.matches("Type: AWS::Serverless::Function\n").count();
+    assert_eq!(
+        names.len(),
+        functions,
+        "the template has {functions} functions but these names: {names:?}"
+    );
+    names
+}
+
+/// The names `PipelineError::error_type` returns: its `=> "Name"` arms.
+fn error_types_of(source: &str) -> BTreeSet<String> {
+    let body = source
+        .split_once("fn error_type(")
+        .map(|(_, rest)| rest.split("\n    }\n").next().unwrap_or(rest))
+        .expect("error.rs has fn error_type");
+    body.split("=> \"")
+        .skip(1)
+        .filter_map(|arm| arm.split_once('"').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_readme_table_of_lambdas_names_exactly_the_template_functions() {
+    let deployed = template_function_names(&fs::read_to_string(template_path()).expect("the template is readable"));
+    assert!(
+        deployed.contains("hhvm-start-nightly") && deployed.len() >= 18,
+        "{deployed:?}"
+    );
+    let mut documented = BTreeSet::new();
+    for cell in first_cells_of_table_under(&readme(), "## The Lambdas") {
+        let names = code_spans(&cell);
+        assert_eq!(
+            names.len(),
+            1,
+            "a row of README.md's table of Lambdas names one function: {cell:?}"
+        );
+        documented.extend(names);
+    }
+    let undocumented: Vec<_> = deployed.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&deployed).collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "README.md's table of Lambdas: missing the template's {undocumented:?}; not in the template {unknown:?}"
+    );
+}
+
+#[test]
+fn the_readme_table_of_error_types_lists_exactly_the_error_types() {
+    let source = fs::read_to_string(root().join("lambdas/pipeline-core/src/error.rs")).expect("error.rs is readable");
+    let defined = error_types_of(&source);
+    assert!(
+        defined.contains("SourceUnavailable") && defined.contains("ConfigurationError"),
+        "{defined:?}"
+    );
+    let documented: BTreeSet<String> = first_cells_of_table_under(&readme(), "### Error types")
+        .iter()
+        .flat_map(|cell| code_spans(cell))
+        .collect();
+    let undocumented: Vec<_> = defined.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&defined).collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "README.md's table of error types: missing {undocumented:?} (errorTypes of \
+         lambdas/pipeline-core/src/error.rs); not errorTypes there {unknown:?}"
+    );
+}
+
+#[test]
+fn the_readme_parsers_read_only_what_they_are_pointed_at() {
+    let doc = "# T\n\n## A\n\ntext\n\n| name | what |\n|---|---|\n| `x` / `y` | 1 |\n| `z` | `not` |\n\n\
+               | `other` | table |\n\n## B\n\n| n |\n|---|\n| `b` |\n";
+    let cells = first_cells_of_table_under(doc, "## A");
+    assert_eq!(cells, ["`x` / `y`", "`z`"]);
+    assert_eq!(code_spans(&cells[0]), ["x", "y"]);
+    assert_eq!(first_cells_of_table_under(doc, "## B"), ["`b`"]);
+    let without_table = std::panic::catch_unwind(|| first_cells_of_table_under("## A\ntext\n## B\n| `b` |\n", "## A"));
+    assert!(
+        without_table.is_err(),
+        "a table under the next heading was taken for ## A's"
+    );
+
+    let source = "impl E {\n    pub fn error_type(&self) -> &'static str {\n        match self {\n            \
+                  E::A { .. } => \"Alpha\",\n            E::B => \"Beta\",\n        }\n    }\n\n    \
+                  fn other(&self) -> &str {\n        match self { _ => \"NotAnErrorType\" }\n    }\n}\n";
+    assert_eq!(
+        error_types_of(source),
+        ["Alpha", "Beta"].map(String::from).into_iter().collect()
+    );
+    let template = "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: !Sub ${NamePrefix}hhvm-f\n  \
+                    P:\n    Type: AWS::Lambda::Permission\n    Properties:\n      FunctionName: !Ref F\n";
+    assert_eq!(
+        template_function_names(template),
+        ["hhvm-f".to_string()].into_iter().collect()
+    );
+}

@@ -3,11 +3,11 @@
 //! repository, signed with the run's key), binary packages (real `.deb` files), the apt
 //! repository (reprepro, read back over plain HTTP and checked with gpgv), publishing the
 //! release's source, and a build made to fail. A fixture state machine runs Lambda tasks
-//! through the router. Each check reads what was left in moto (S3 objects, instance states) or
+//! through the Lambda service. Each check reads what was left in moto (S3 objects, instance states) or
 //! in the fixture git repositories.
 //!
-//! One test: the stack takes a while to start (moto, `cargo lambda watch`, the fixtures), and
-//! its phases build on each other.
+//! One test: the stack takes a while to start (moto, the template's deployment, the functions,
+//! the fixtures), and its phases build on each other.
 
 use std::path::Path;
 use std::process::Command;
@@ -147,7 +147,7 @@ async fn local_workers_run_the_real_scripts_and_leave_real_artifacts() {
     assert_terminated(&stack, &run.instance).await;
 
     // A state machine from a file: placeholders substituted, Lambda tasks invoked through the
-    // router, a typed error caught by name.
+    // Lambda service, a typed error caught by name.
     let machines = stack
         .register_state_machines(&fixtures.join("state-machines"))
         .await

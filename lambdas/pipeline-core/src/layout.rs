@@ -1,6 +1,6 @@
 //! The S3 key layout of the scratch bucket that workers and Lambdas share: where artifacts,
-//! success markers and worker logs live. Documented in `docs/s3-layout.md`; the user-data
-//! scripts compute the same keys from the same variables.
+//! success markers and worker logs live. This module is the contract; the user-data scripts
+//! compute the same keys from the same variables.
 //!
 //! - binary packages: `<version>/<distro>/` (the `.deb`s, `.changes`, … and `SHA256SUMS`)
 //! - success markers: `markers/<version>/<job>.json`, or `markers/<version>/<job>/<distro>.json`
