@@ -25,13 +25,15 @@ pub fn is_branch_name(name: &str) -> bool {
 pub fn head_commit(refs: &str, branch: &str) -> Option<String> {
     let wanted = format!("refs/heads/{branch}");
     refs.lines().find_map(|line| {
-        // pkt-line: four hex digits of length first; the first ref line carries capabilities
-        // after a NUL.
+        // pkt-line: four hex digits of length first; the first ref line follows the flush
+        // packet `0000` on the same line and carries capabilities after a NUL.
         let line = line.split('\0').next().unwrap_or(line);
         let (commit, reference) = line.split_once([' ', '\t'])?;
+        let length_prefixed = |digits: usize| commit[..digits].bytes().all(|b| b.is_ascii_hexdigit());
         let commit = match commit.len() {
             40 => commit,
-            44 if commit[..4].bytes().all(|b| b.is_ascii_hexdigit()) => &commit[4..],
+            44 if length_prefixed(4) => &commit[4..],
+            48 if commit.starts_with("0000") && length_prefixed(8) => &commit[8..],
             _ => return None,
         };
         (reference.trim() == wanted && commit.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -69,6 +71,9 @@ mod tests {
         );
         assert_eq!(head_commit(&smart, "master").as_deref(), Some(SHA));
         assert_eq!(head_commit(&smart, "mastery").as_deref(), Some(OTHER));
+        // Without a HEAD line, the branch is the first ref, right after the flush packet.
+        let first = format!("001e# service=git-upload-pack\n0000003f{SHA} refs/heads/master\n0000");
+        assert_eq!(head_commit(&first, "master").as_deref(), Some(SHA));
         let dumb = format!("{OTHER}\trefs/heads/HHVM-4.168\n{SHA}\trefs/heads/master\n");
         assert_eq!(head_commit(&dumb, "master").as_deref(), Some(SHA));
         assert_eq!(head_commit(&dumb, "main"), None);
