@@ -21,6 +21,7 @@
 //! ```
 
 pub mod deploy;
+mod executions;
 mod fixtures;
 mod http;
 pub mod lambda_service;
@@ -34,13 +35,14 @@ mod worker;
 
 use std::fmt;
 
+pub use executions::ExecutionOutcome;
 pub use machines::{
     ACCOUNT, REGION, describe_event, function_arn, function_placeholder, machine_name, machine_placeholder,
     state_machine_arn,
 };
 pub use progress::Progress;
 pub use published::{Publication, apt_download, inspect_publication, verify_in_release};
-pub use stack::{ExecutionOutcome, Invocation, LocalStack, Options, Settings};
+pub use stack::{Invocation, LocalStack, Options, Settings};
 pub use worker::WorkerRun;
 
 /// Why the stack could not start, or an operation on it failed: a sentence naming what and

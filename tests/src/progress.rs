@@ -27,7 +27,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use aws_smithy_types::DateTime;
 use serde_json::{Map, Value, json};
 
-use crate::stack::execution_history;
+use crate::executions::execution_history;
 use crate::{Context, ExecutionOutcome, LocalStack, StackError};
 
 /// Width of the label column, so lines of several executions line up.
