@@ -47,10 +47,12 @@ const APT_GET_STUB: &str = r#"#!/bin/bash
 printf 'apt-get %s\n' "$*" >>"$LOCAL_WORKER_DIR/apt-get.log"
 "#;
 
-/// A GNUPGHOME longer than this would make gpg-agent's longest socket path
-/// (`<home>/S.gpg-agent.browser`) exceed the 107 bytes a Unix socket path may have; such a
-/// worker's GNUPGHOME goes to a short temporary path, removed when the script ends.
-const MAX_GNUPGHOME_LENGTH: usize = 107 - "/S.gpg-agent.browser".len();
+/// A GNUPGHOME longer than this would bring gpg-agent's longest socket path
+/// (`<home>/S.gpg-agent.browser`) near the 108 bytes of a Unix socket address; gpg-agent
+/// refused to start with a 107-byte one (a run directory whose process ID had one digit more),
+/// so this keeps a margin. Such a worker's GNUPGHOME goes to a short temporary path, removed
+/// when the script ends.
+const MAX_GNUPGHOME_LENGTH: usize = 100 - "/S.gpg-agent.browser".len();
 
 /// One finished run of a worker's user data.
 #[derive(Debug, Clone)]
