@@ -52,31 +52,14 @@ impl Default for Config {
 
 impl Config {
     pub fn from_source(source: &impl pipeline_aws::config::Source) -> Result<Config, PipelineError> {
-        let default_bucket = match source.get("DOWNLOADS_BUCKET").filter(|v| !v.trim().is_empty()) {
-            Some(_) => Some(pipeline_aws::config::bucket(source, "DOWNLOADS_BUCKET")?),
-            None => None,
-        };
+        let default_bucket = pipeline_aws::config::optional(source, "DOWNLOADS_BUCKET", "an S3 bucket name")?;
         let distribution_id = configured_distribution_id(source)?;
-        let invalidation_path_cap = match source
-            .get("INDEX_INVALIDATION_PATH_CAP")
-            .filter(|v| !v.trim().is_empty())
-        {
-            None => DEFAULT_INVALIDATION_PATH_CAP,
-            Some(text) => text
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|cap| (1..=invalidation::MAX_PATHS).contains(cap))
-                .ok_or_else(|| {
-                    PipelineError::configuration(
-                        "INDEX_INVALIDATION_PATH_CAP",
-                        format!(
-                            "{text:?} is not a number of paths from 1 to {}",
-                            invalidation::MAX_PATHS
-                        ),
-                    )
-                })?,
-        };
+        let invalidation_path_cap = pipeline_aws::config::number_in(
+            source,
+            "INDEX_INVALIDATION_PATH_CAP",
+            1..=invalidation::MAX_PATHS,
+            DEFAULT_INVALIDATION_PATH_CAP,
+        )?;
         Ok(Config {
             default_bucket,
             distribution_id,
