@@ -3,15 +3,15 @@
 //! function's `Code` points, `create-stack`, wait for it, and read back what was made — outputs,
 //! resources, every function's name, ARN and environment, every state machine's ARN.
 //!
-//! moto must be started through `tests/moto/server.py` (`MotoServer` does): plain `moto_server`
+//! moto must be started through `tests/moto/server.py` (`start_moto` does): plain `moto_server`
 //! skips several of the template's resource types with a log warning and ignores state machine
 //! substitutions, and so "deploys" a stack that is not the template's.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), pipeline_tests::StackError> {
-//! use pipeline_tests::deploy::{MotoServer, deploy_template};
+//! use pipeline_tests::deploy::{deploy_template, start_moto};
 //! let root = std::path::Path::new(".");
-//! let moto = MotoServer::start(root, "target/moto.log".as_ref(), &[])?;
+//! let moto = start_moto(root, "target/moto.log".as_ref(), &[])?;
 //! moto.enable_execute_mode()?; // before any state machine exists
 //! let stack = deploy_template(&moto.endpoint(), root, "infra/template.yaml".as_ref(), &[], "target/deploy".as_ref()).await?;
 //! println!("{:?}", stack.state_machines);
@@ -27,9 +27,10 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use serde_json::{Value, json};
 
+pub use pipeline_testing::MotoServer;
+
 use crate::machines::REGION;
-use crate::process::GroupProcess;
-use crate::{Context, StackError, http};
+use crate::{Context, StackError};
 
 /// Where the translation points every function's code (`s3://<bucket>/<binary name>.zip`).
 pub const CODE_BUCKET: &str = "hhvm-pipeline-artifacts";
@@ -38,8 +39,6 @@ pub const STACK_NAME: &str = "hhvm-pipeline";
 /// moto creates a stack within the CreateStack call (a 57-resource template took 2.7 s on a
 /// loaded machine); the wait is only a bound for a stack that never leaves CREATE_IN_PROGRESS.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
-/// server.py imports all of moto's CloudFormation models before it listens: a few seconds.
-const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A function of the deployed stack, as Lambda describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,104 +92,20 @@ pub fn moto_server_command(root: &Path) -> Command {
     command
 }
 
-/// moto started through `tests/moto/server.py` on a free port of 127.0.0.1, in its own process
-/// group; stopped by `stop()` or when dropped.
-pub struct MotoServer {
-    process: GroupProcess,
-    port: u16,
-}
-
-impl MotoServer {
-    /// Starts it with `env` added to its environment (`MOTO_PORT` there is where its Step
-    /// Functions engine sends service calls), its output in `log`, and waits until it answers.
-    pub fn start(root: &Path, log: &Path, env: &[(&str, String)]) -> Result<MotoServer, StackError> {
-        let python = root.join(".venv/bin/python");
-        if !python.exists() {
-            return Err(StackError(format!(
-                "{} is missing; bin/setup-tools installs moto and the AWS CLI there",
-                python.display()
-            )));
-        }
-        let port = pipeline_testing::free_port();
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).context(format!("create {}", parent.display()))?;
-        }
-        let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
-        let mut command = moto_server_command(root);
-        command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().context("duplicate a log handle")?)
-            .stderr(file);
-        let mut process = GroupProcess::spawn("moto (tests/moto/server.py)", command)?;
-        let deadline = Instant::now() + MOTO_START_TIMEOUT;
-        while !http::answers(port, "/moto-api/data.json") {
-            let failure = if let Some(status) = process.exited() {
-                format!("exited ({status})")
-            } else if Instant::now() > deadline {
-                format!("did not answer within {} s", MOTO_START_TIMEOUT.as_secs())
-            } else {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            };
-            process.stop();
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            return Err(StackError(format!(
-                "{} on port {port} {failure}; the end of {}:\n{}",
-                process.name,
-                log.display(),
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            )));
-        }
-        Ok(MotoServer { process, port })
+/// moto started through `tests/moto/server.py` (the harness's `MotoServer`), with `env` added to
+/// its environment (`MOTO_PORT` there is where its Step Functions engine sends service calls)
+/// and its output in `log`; ready when this returns.
+pub fn start_moto(root: &Path, log: &Path, env: &[(&str, String)]) -> Result<MotoServer, StackError> {
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        return Err(StackError(format!(
+            "{} is missing; bin/setup-tools installs moto and the AWS CLI there",
+            python.display()
+        )));
     }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A request to moto's own API (`/moto-api/...`); fails unless it answers 2xx.
-    pub fn control(&self, method: &str, path: &str, body: &str) -> Result<String, StackError> {
-        let response = http::request(self.port, method, path, body.as_bytes(), Duration::from_secs(30))
-            .context(format!("moto {method} {path}"))?;
-        if !(200..300).contains(&response.status) {
-            return Err(StackError(format!(
-                "moto {method} {path}: HTTP {}: {}",
-                response.status,
-                response.text()
-            )));
-        }
-        Ok(response.text())
-    }
-
-    /// Step Functions runs the machines' ASL. It keeps a store of its own, so this must come
-    /// before any state machine is created (server.py creates the stack's machines in it).
-    pub fn enable_execute_mode(&self) -> Result<(), StackError> {
-        self.control(
-            "POST",
-            "/moto-api/config",
-            r#"{"stepfunctions":{"execute_state_machine":true}}"#,
-        )
-        .map(|_| ())
-    }
-
-    pub fn stop(&mut self) {
-        if self.process.exited().is_none() {
-            self.process.stop();
-        }
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    let mut command = moto_server_command(root);
+    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
+    Ok(MotoServer::start("moto (tests/moto/server.py)", command, log)?)
 }
 
 /// Runs the venv's AWS CLI (v1) against `endpoint` with moto's test credentials; returns stdout.

@@ -23,10 +23,8 @@
 pub mod deploy;
 mod executions;
 mod fixtures;
-mod http;
 pub mod lambda_service;
 pub mod machines;
-mod process;
 pub mod progress;
 pub mod published;
 mod resources;
@@ -63,6 +61,12 @@ impl fmt::Display for StackError {
 }
 
 impl std::error::Error for StackError {}
+
+impl From<pipeline_testing::HarnessError> for StackError {
+    fn from(error: pipeline_testing::HarnessError) -> StackError {
+        StackError(error.0)
+    }
+}
 
 /// Adds what was being done to an error: `creating bucket hhvm-scratch: <the error and its sources>`.
 pub(crate) trait Context<T> {

@@ -14,7 +14,9 @@ use crate::lambda_service::{FunctionSpec, LambdaService, ServiceConfig};
 use crate::machines::REGION;
 use crate::resources::{self, LocalResources};
 use crate::worker::{LocalWorker, WorkerConfig, WorkerRun};
-use crate::{Context, StackError, http};
+use pipeline_testing::http;
+
+use crate::{Context, StackError};
 
 /// Any AMI ID passes moto; this one only has to have the shape the Lambdas validate.
 const WORKER_AMI: &str = "ami-0abcdef1234567890";
@@ -179,14 +181,14 @@ impl LocalStack {
         // localhost:$MOTO_PORT: the Lambda service, which passes everything else back to moto.
         let lambda_port = pipeline_testing::free_port();
         say("starting moto with the template's resource types (moto.log)");
-        let moto = MotoServer::start(
+        let moto = deploy::start_moto(
             &root,
             &run_dir.join("moto.log"),
             &[("MOTO_PORT", lambda_port.to_string())],
         )?;
         // Execute mode uses a store of its own: it must be on before any machine exists.
         moto.enable_execute_mode()?;
-        let endpoint = moto.endpoint();
+        let endpoint = moto.endpoint().to_string();
         say(&format!("moto on {endpoint}"));
         let sdk_config = pipeline_testing::sdk_config_for(&endpoint).await;
         let s3 = pipeline_aws::s3_client(&sdk_config);
@@ -272,7 +274,7 @@ impl LocalStack {
     /// A request to moto's own API (`/moto-api/...`); fails unless it answers 2xx.
     pub fn moto_control(&self, method: &str, path: &str, body: &str) -> Result<String, StackError> {
         match &self.moto {
-            Some(moto) => moto.control(method, path, body),
+            Some(moto) => Ok(moto.control(method, path, body)?),
             None => Err(StackError::new("the stack is stopped")),
         }
     }
@@ -305,7 +307,10 @@ impl LocalStack {
 
     /// moto's endpoint (S3, EC2, Step Functions, …).
     pub fn endpoint(&self) -> String {
-        self.moto.as_ref().map(MotoServer::endpoint).unwrap_or_default()
+        self.moto
+            .as_ref()
+            .map(|moto| moto.endpoint().to_string())
+            .unwrap_or_default()
     }
 
     /// The Lambda service: the Invoke API as AWS answers it (`AWS_ENDPOINT_URL_LAMBDA`).
@@ -487,19 +492,7 @@ impl LocalStack {
 
     /// The EC2 state name of an instance (`running`, `terminated`, …).
     pub async fn instance_state(&self, id: &str) -> Result<String, StackError> {
-        let described = self
-            .ec2()
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .context(format!("EC2 DescribeInstances {id}"))?;
-        described
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
-            .ok_or_else(|| StackError(format!("moto does not know instance {id}")))
+        Ok(pipeline_testing::try_instance_state(&self.ec2(), id).await?)
     }
 
     /// Stops the local worker, then the functions and moto (each process by its own process
@@ -508,7 +501,7 @@ impl LocalStack {
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }
-        let Some(mut moto) = self.moto.take() else {
+        let Some(moto) = self.moto.take() else {
             return;
         };
         if let Some(mut lambdas) = self.lambdas.take() {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
 
-use crate::process::{GroupProcess, signal_group};
 use crate::{Context, StackError};
+use pipeline_testing::process::{GroupProcess, signal_group};
 
 /// `shutdown` on a worker: the script's hard timer (`shutdown -h +N`) is recorded and ignored
 /// (the local worker ends with the stack); powering off now terminates the instance, as

@@ -41,7 +41,7 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 fn start_moto(dir: &Path) -> MotoServer {
-    let moto = MotoServer::start(&root(), &dir.join("moto.log"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let moto = deploy::start_moto(&root(), &dir.join("moto.log"), &[]).unwrap_or_else(|e| panic!("{e}"));
     moto.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
     moto
 }
@@ -49,7 +49,7 @@ fn start_moto(dir: &Path) -> MotoServer {
 fn aws(moto: &MotoServer, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--output", "json"]);
-    let text = deploy::aws_cli(&root(), &moto.endpoint(), &all).unwrap_or_else(|e| panic!("{e}"));
+    let text = deploy::aws_cli(&root(), moto.endpoint(), &all).unwrap_or_else(|e| panic!("{e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("aws {}: {e}: {text}", args.join(" ")))
 }
 
@@ -63,7 +63,7 @@ async fn deploy_fixture(
     dir: &Path,
     pairs: &[(&str, &str)],
 ) -> Result<DeployedStack, String> {
-    deploy::deploy_cloudformation(&moto.endpoint(), &root(), &fixture(name), &parameters(pairs), dir)
+    deploy::deploy_cloudformation(moto.endpoint(), &root(), &fixture(name), &parameters(pairs), dir)
         .await
         .map_err(|e| e.to_string())
 }
@@ -487,152 +487,6 @@ fn the_launcher_takes_its_port_from_moto_port_as_moto_server_does() {
     );
 }
 
-/// The functions of /tmp/hhvm-spec.md: logical ID, deployed name (NamePrefix ""), and the
-/// environment variables each reads.
-const WORKER: &[&str] = &[
-    "WORKER_AMI_ID",
-    "WORKER_SUBNET_ID",
-    "WORKER_SECURITY_GROUP_IDS",
-    "WORKER_ROOT_DEVICE_NAME",
-];
-const SCRATCH: &[&str] = &["DOWNLOADS_BUCKET", "SCRATCH_BUCKET"];
-
-fn specified_functions() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
-    let with = |parts: &[&[&'static str]]| parts.concat();
-    vec![
-        ("GetBuildVersionFunction", "hhvm-get-build-version", SCRATCH.to_vec()),
-        ("HaveSourceTarballFunction", "hhvm-have-source-tarball", vec![]),
-        ("GetInstancesStateFunction", "get-instances-state", vec![]),
-        ("TerminateInstancesFunction", "terminate-instances", vec![]),
-        ("ShiftVersionFunction", "shift-version", vec![]),
-        (
-            "BuildSourceTarballFunction",
-            "hhvm-build-source-tarball",
-            with(&[
-                SCRATCH,
-                WORKER,
-                &[
-                    "SOURCE_TARBALL_INSTANCE_PROFILE",
-                    "SOURCE_TARBALL_INSTANCE_TYPE",
-                    "SOURCE_TARBALL_ROOT_VOLUME_GIB",
-                    "PACKAGING_REPO_URL",
-                    "SIGNING_KEY_SECRET_ID",
-                    "SIGNING_KEY_ID",
-                    "STAGING_DEPLOY_KEY_SECRET_ID",
-                    "PUBLIC_DEPLOY_KEY_SECRET_ID",
-                    "STAGING_REPO_URL",
-                    "PUBLIC_REPO_URL",
-                ],
-            ]),
-        ),
-        (
-            "BuildBinaryPackagesFunction",
-            "hhvm-build-binary-packages",
-            with(&[
-                SCRATCH,
-                WORKER,
-                &[
-                    "BINARY_PACKAGE_INSTANCE_PROFILE",
-                    "BINARY_PACKAGE_INSTANCE_TYPE",
-                    "BINARY_PACKAGE_ROOT_VOLUME_GIB",
-                    "LAUNCH_PARALLELISM",
-                    "CURRENT_TARGETS_URL",
-                    "PACKAGING_REPO_URL",
-                    "NODIST_BUCKET",
-                ],
-            ]),
-        ),
-        (
-            "UpdateRepositoriesFunction",
-            "hhvm-update-repositories",
-            with(&[
-                SCRATCH,
-                WORKER,
-                &[
-                    "UPDATE_REPOSITORIES_INSTANCE_PROFILE",
-                    "UPDATE_REPOSITORIES_INSTANCE_TYPE",
-                    "UPDATE_REPOSITORIES_ROOT_VOLUME_GIB",
-                    "PACKAGING_REPO_URL",
-                    "SIGNING_KEY_SECRET_ID",
-                    "SIGNING_KEY_ID",
-                ],
-            ]),
-        ),
-        (
-            "PublishReleaseSourceFunction",
-            "hhvm-publish-release-source",
-            with(&[
-                SCRATCH,
-                WORKER,
-                &[
-                    "PUBLISH_RELEASE_SOURCE_INSTANCE_PROFILE",
-                    "PUBLISH_RELEASE_SOURCE_INSTANCE_TYPE",
-                    "PUBLISH_RELEASE_SOURCE_ROOT_VOLUME_GIB",
-                    "PACKAGING_REPO_URL",
-                    "STAGING_DEPLOY_KEY_SECRET_ID",
-                    "PUBLIC_DEPLOY_KEY_SECRET_ID",
-                    "STAGING_REPO_URL",
-                    "PUBLIC_REPO_URL",
-                ],
-            ]),
-        ),
-        (
-            "StartSingleBuildFunction",
-            "hhvm-start-single-build",
-            vec!["BUILD_STATE_MACHINE_ARN"],
-        ),
-        (
-            "StartMultipleBuildsFunction",
-            "hhvm-start-multiple-builds",
-            vec!["BUILD_STATE_MACHINE_ARN"],
-        ),
-        (
-            "PublishSingleReleaseFunction",
-            "hhvm-publish-single-release",
-            vec!["PUBLISH_STATE_MACHINE_ARN"],
-        ),
-        (
-            "GetStateMachineExecutionsStateFunction",
-            "get-state-machine-executions-state",
-            vec![],
-        ),
-        (
-            "InvalidateRepositoryMetadataOnCloudfrontFunction",
-            "hhvm-invalidate-repository-metadata-on-cloudfront",
-            vec!["CLOUDFRONT_DISTRIBUTION_ID"],
-        ),
-        (
-            "CreateS3IndexHtmlFunction",
-            "create-s3-index-html",
-            vec![
-                "DOWNLOADS_BUCKET",
-                "CLOUDFRONT_DISTRIBUTION_ID",
-                "INDEX_INVALIDATION_PATH_CAP",
-            ],
-        ),
-        (
-            "GetBuildStatusFunction",
-            "hhvm-get-build-status",
-            vec!["DOWNLOADS_BUCKET", "SCRATCH_BUCKET", "CURRENT_TARGETS_URL"],
-        ),
-        (
-            "StartNightlyFunction",
-            "hhvm-start-nightly",
-            vec![
-                "BUILD_AND_PUBLISH_STATE_MACHINE_ARN",
-                "SCRATCH_BUCKET",
-                "NIGHTLY_SOURCE_REFS_URL",
-                "NIGHTLY_SOURCE_BRANCH",
-            ],
-        ),
-        (
-            "NotifyExecutionFailureFunction",
-            "hhvm-notify-execution-failure",
-            vec!["NOTIFICATION_TOPIC_ARN"],
-        ),
-    ]
-}
-
 /// What the local stack passes for the template's parameters, by name or else by type; the
 /// template's defaults serve for everything else.
 fn local_parameter_value(name: &str, kind: &str, moto: &MotoServer) -> Option<String> {
@@ -720,7 +574,7 @@ async fn the_pipeline_template_deploys_every_function_with_its_environment() {
         .iter()
         .any(|(name, value)| name == "WorkerKeyName" && value.is_empty());
 
-    let stack = deploy::deploy_template(&moto.endpoint(), &root, &template, &parameters, &dir)
+    let stack = deploy::deploy_template(moto.endpoint(), &root, &template, &parameters, &dir)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -735,20 +589,37 @@ async fn the_pipeline_template_deploys_every_function_with_its_environment() {
     let machine_arns: BTreeSet<String> = stack.state_machines.values().cloned().collect();
 
     let mut problems = Vec::new();
-    for (logical_id, name, variables) in specified_functions() {
-        let Some(function) = stack.function(logical_id) else {
-            problems.push(format!("{logical_id} ({name}) is not in the stack"));
-            continue;
-        };
-        if function.name != name {
-            problems.push(format!("{logical_id} is deployed as {}, not {name}", function.name));
-        }
+    // Every variable the template declares for a function, set or (on purpose) left out, names
+    // something this deployment has. Which variables a function needs, and that it reads each
+    // one it is given, is its configuration loader's to say (below).
+    let resources = translated["Resources"]
+        .as_object()
+        .expect("the translation's Resources");
+    let declared_functions: BTreeSet<&str> = resources
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == "AWS::Lambda::Function")
+        .map(|(logical_id, _)| logical_id.as_str())
+        .collect();
+    let deployed_functions: BTreeSet<&str> = stack.functions.iter().map(|f| f.logical_id.as_str()).collect();
+    assert_eq!(
+        declared_functions, deployed_functions,
+        "the functions the template declares and those the stack deployed"
+    );
+    for function in &stack.functions {
+        let (logical_id, name) = (function.logical_id.as_str(), function.name.as_str());
+        let declared = &resources[logical_id]["Properties"]["Environment"]["Variables"];
+        let variables: BTreeSet<&str> = declared
+            .as_object()
+            .into_iter()
+            .flat_map(|variables| variables.keys())
+            .chain(function.environment.keys())
+            .map(String::as_str)
+            .collect();
         for variable in variables {
             let Some(value) = function.environment.get(variable) else {
                 // Absent is right where the template leaves it out on purpose (the function's
                 // default applies): `!If [Condition, value, !Ref AWS::NoValue]`.
-                let declared = &translated["Resources"][logical_id]["Properties"]["Environment"]["Variables"][variable];
-                if !may_be_left_out(declared) {
+                if !may_be_left_out(&declared[variable]) {
                     problems.push(format!("{name}: {variable} is not set"));
                 }
                 continue;
@@ -1008,7 +879,7 @@ async fn assert_the_schedule_starts_one_nightly_a_day_when_the_source_moved(moto
     let environment = trigger.environment.clone();
     let config = start_nightly::Config::from_source(&move |name: &str| environment.get(name).cloned())
         .unwrap_or_else(|e| panic!("{e}"));
-    let sdk_config = pipeline_testing::sdk_config_for(&moto.endpoint()).await;
+    let sdk_config = pipeline_testing::sdk_config_for(moto.endpoint()).await;
     let s3 = pipeline_aws::s3_client(&sdk_config);
     let sfn = aws_sdk_sfn::Client::new(&sdk_config);
     // The head commit is given: the deployed refs URL is GitHub's, which a test never reads.

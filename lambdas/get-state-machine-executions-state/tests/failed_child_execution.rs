@@ -23,12 +23,7 @@ async fn start(sfn: &Client, definition: &str) -> String {
 #[tokio::test]
 async fn a_failed_child_is_reported_with_its_error_and_cause() {
     let server = MotoServer::shared();
-    let (status, body) = server.control(
-        "POST",
-        "/moto-api/config",
-        r#"{"stepfunctions":{"execute_state_machine":true}}"#,
-    );
-    assert_eq!(status, 201, "enabling execute mode: {body}");
+    server.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
     let sfn = Client::new(&server.sdk_config().await);
     let failing = start(&sfn, FAILING_BUILD).await;
     let succeeding = start(&sfn, PASS_ONLY).await;

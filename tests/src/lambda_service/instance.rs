@@ -12,8 +12,8 @@ use super::function::Shared;
 use super::logs::FunctionLog;
 use super::messages::{Delivery, Message};
 use super::{FunctionSpec, runtime_api};
-use crate::process::GroupProcess;
 use crate::{Context, StackError};
+use pipeline_testing::process::GroupProcess;
 
 /// What Lambda reports as the function's memory; nothing here limits it.
 const MEMORY_SIZE_MB: &str = "128";

@@ -1,6 +1,6 @@
-//! Child processes of the stack, each in its own process group so that stopping one stops
-//! everything it started (a worker's script runs its tools as grandchildren), and none
-//! outliving the process that started the stack.
+//! Child processes of a test run (moto, the local stack's functions and workers), each in its
+//! own process group so that stopping one stops everything it started (a worker's script runs
+//! its tools as grandchildren), and none outliving the process that started it.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
@@ -8,21 +8,21 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::StackError;
+use crate::HarnessError;
 
 /// How long a process group gets to exit after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(5);
 
 /// A started process, leader of its own process group.
-pub(crate) struct GroupProcess {
+pub struct GroupProcess {
     pub name: String,
     child: Child,
 }
 
 impl GroupProcess {
     /// Starts `command` as the leader of a new process group.
-    pub fn spawn(name: &str, command: Command) -> Result<GroupProcess, StackError> {
-        let child = spawn_owned(command).map_err(|error| StackError(format!("could not start {name}: {error}")))?;
+    pub fn spawn(name: &str, command: Command) -> Result<GroupProcess, HarnessError> {
+        let child = spawn_owned(command).map_err(|error| HarnessError(format!("could not start {name}: {error}")))?;
         Ok(GroupProcess {
             name: name.to_string(),
             child,
@@ -61,7 +61,7 @@ impl GroupProcess {
 }
 
 /// Sends `signal` to the process group led by `pid` (nothing if it is gone).
-pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
+pub fn signal_group(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with a negative pid only signals that process group.
         unsafe {
@@ -80,7 +80,7 @@ fn spawn_owned(command: Command) -> std::io::Result<Child> {
     let owner = OWNER.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
-            .name("local-stack-process-owner".into())
+            .name("test-process-owner".into())
             .spawn(move || {
                 for (mut command, reply) in receiver {
                     command.process_group(0);
