@@ -1,7 +1,7 @@
 //! The local EC2 worker: what an instance's boot would do, on this machine. It polls moto for
 //! instances in `pending`/`running`, and runs each new one's user data with bash in a sandbox
 //! directory (`<run dir>/workers/<instance id>/`), with stubs first on PATH (`shutdown`,
-//! `apt-get`) and the real tools after them (the `aws` CLI pointed at moto, git, gpg, reprepro,
+//! `apt-get`) and the real tools after them (the `aws` CLI pointed at moto, git, gpg, python3,
 //! dpkg-deb). The script's output goes to its WORKER_LOG as cloud-init's would. When the script
 //! exits, the instance is terminated in moto unless the script powered it off itself.
 
@@ -278,8 +278,7 @@ async fn user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<String, StackE
         .user_data()
         .and_then(|v| v.value())
         .ok_or_else(|| StackError(format!("{id} has no user data")))?;
-    let decoded = aws_smithy_types::base64::decode(encoded).context(format!("user data of {id} as base64"))?;
-    String::from_utf8(decoded).context(format!("user data of {id} as UTF-8"))
+    pipeline_testing::decode_user_data(encoded).map_err(|e| StackError(format!("{id}: {e}")))
 }
 
 async fn prepare_and_run(

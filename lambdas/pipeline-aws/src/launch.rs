@@ -12,6 +12,7 @@ use aws_sdk_ec2::types::{
     TagSpecification, VolumeType,
 };
 use pipeline_core::launch::{IDEMPOTENCY_TAG, InstanceProfile, LaunchPlan};
+use pipeline_core::userdata::compressed_user_data;
 use pipeline_core::{InstanceId, PipelineError};
 use tokio::task::JoinSet;
 
@@ -128,7 +129,7 @@ pub async fn launch_worker(ec2: &Client, plan: &LaunchPlan) -> Result<Launched, 
         .block_device_mappings(root_volume)
         .tag_specifications(tagged(ResourceType::Instance))
         .tag_specifications(tagged(ResourceType::Volume))
-        .user_data(aws_smithy_types::base64::encode(plan.user_data.as_bytes()));
+        .user_data(aws_smithy_types::base64::encode(compressed_user_data(&plan.user_data)));
     if let Some(key_name) = &settings.key_name {
         request = request.key_name(key_name);
     }

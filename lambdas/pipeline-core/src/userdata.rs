@@ -7,6 +7,10 @@
 //! is single-quoted, the one shell quoting form in which no character is special.
 
 use std::fmt;
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 use crate::s3::Buckets;
 use crate::{BucketName, Distro, ObjectKey, PackagingBranch, PipelineError, Version};
@@ -153,19 +157,29 @@ impl fmt::Display for Prelude {
 /// The largest user data EC2 accepts, before base64 encoding.
 pub const MAX_USER_DATA_BYTES: usize = 16 * 1024;
 
+/// User data as EC2 receives it: gzip, which cloud-init unpacks before it runs the script, so
+/// EC2's limit applies to the compressed bytes (the scripts are about a third of it).
+pub fn compressed_user_data(user_data: &str) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    // Writing into a Vec cannot fail.
+    encoder.write_all(user_data.as_bytes()).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
 /// The user data of a worker: the prelude, then the shared function library, then the job's
-/// script (both embedded at build time; their shebang lines dropped). Too large for EC2 is an
-/// error here rather than a rejected launch.
+/// script (both embedded at build time; their shebang lines dropped). Too large for EC2 once
+/// compressed is an error here rather than a rejected launch.
 pub fn worker_user_data(prelude: &Prelude, library: &str, script: &str) -> Result<String, PipelineError> {
     let without_shebang = |text: &str| match text.strip_prefix("#!") {
         Some(rest) => rest.split_once('\n').map_or("", |(_, body)| body).to_string(),
         None => text.to_string(),
     };
     let user_data = prelude.render(&format!("{}\n{}", without_shebang(library), without_shebang(script)));
-    if user_data.len() > MAX_USER_DATA_BYTES {
+    let compressed = compressed_user_data(&user_data).len();
+    if compressed > MAX_USER_DATA_BYTES {
         return Err(PipelineError::invalid_input(
             "(user data)",
-            format!("{} bytes is more than EC2's {MAX_USER_DATA_BYTES}", user_data.len()),
+            format!("{compressed} bytes compressed is more than EC2's {MAX_USER_DATA_BYTES}"),
         ));
     }
     Ok(user_data)
@@ -415,8 +429,20 @@ mod tests {
              export IS_NIGHTLY='true'\nexport SCRATCH_BUCKET='hhvm-scratch'\nexport DOWNLOADS_BUCKET='hhvm-downloads'\n\
              export AWS_REGION='us-west-2'\n# shellcheck shell=bash\nlib() { :; }\n\nlib\n"
         );
-        let error = worker_user_data(&prelude, "", &"x".repeat(MAX_USER_DATA_BYTES)).unwrap_err();
+        // Repetitive text compresses far below the limit; text that does not compress does not.
+        assert!(worker_user_data(&prelude, "", &"echo ok\n".repeat(4 * MAX_USER_DATA_BYTES)).is_ok());
+        let mut state = 0x2545_f491_u32;
+        let incompressible: String = (0..2 * MAX_USER_DATA_BYTES)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                char::from(b'!' + (state % 94) as u8)
+            })
+            .collect();
+        let error = worker_user_data(&prelude, "", &incompressible).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("compressed"), "{error}");
     }
 
     proptest! {

@@ -17,6 +17,7 @@ pub mod sfn;
 pub mod workers;
 
 use std::fmt;
+use std::io::Read;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -120,6 +121,23 @@ pub async fn try_instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<S
         .flat_map(|r| r.instances())
         .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
         .ok_or_else(|| HarnessError(format!("moto does not know instance {id}")))
+}
+
+/// User data as EC2 returns it (base64) to the script cloud-init runs: gunzipped when it is
+/// gzip, as cloud-init does.
+pub fn decode_user_data(encoded: &str) -> Result<String, HarnessError> {
+    let bytes =
+        aws_smithy_types::base64::decode(encoded).map_err(|e| HarnessError(format!("user data is not base64: {e}")))?;
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut unpacked)
+            .map_err(|e| HarnessError(format!("user data is not valid gzip: {e}")))?;
+        unpacked
+    } else {
+        bytes
+    };
+    String::from_utf8(text).map_err(|e| HarnessError(format!("user data is not UTF-8: {e}")))
 }
 
 /// SDK configuration for an endpoint where nothing listens, with retries off: a handler that

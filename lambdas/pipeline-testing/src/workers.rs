@@ -284,8 +284,7 @@ async fn instance_attribute(
 pub async fn user_data_of(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     let attribute = instance_attribute(ec2, id, InstanceAttributeName::UserData).await;
     let encoded = attribute.user_data().and_then(|v| v.value()).expect("user data");
-    let decoded = aws_smithy_types::base64::decode(encoded).expect("user data in base64");
-    String::from_utf8(decoded).expect("user data in UTF-8")
+    crate::decode_user_data(encoded).unwrap_or_else(|e| panic!("user data of {id}: {e}"))
 }
 
 /// What a launched worker must look like besides what every worker has (the configured AMI,
