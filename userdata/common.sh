@@ -46,6 +46,8 @@ die() {
 # instance's life whatever happens next; the instance terminates when it powers off.
 worker_begin() {
   JOB_KIND=$1
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  JOB_TIMEOUT_MINUTES=$2
   JOB_STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   JOB_STARTED_EPOCH=$(date -u +%s)
   if [[ $SHUTDOWN_WHEN_DONE == true ]]; then
@@ -120,6 +122,10 @@ on_exit() {
   set +e
   if [[ -n ${SECRETS_DIR:-} ]]; then
     rm -rf -- "$SECRETS_DIR"
+  fi
+  # A job's own cleanup (update-repos.sh releases its lease), on every exit path.
+  if declare -F job_cleanup >/dev/null; then
+    job_cleanup
   fi
   if ((status == 0)); then
     log "finished"

@@ -1,9 +1,12 @@
 #!/bin/bash
-# Adds the packages built for VERSION to the apt repositories in s3://DOWNLOADS_BUCKET/{debian,ubuntu}/
-# with reprepro, S3 being the source of truth: the repositories' metadata is synced down, the
-# new packages are included, the pool is uploaded first and the metadata (signed Release and
-# InRelease) last. Only distros whose build wrote its success marker are included.
-# Variables and effects: docs/workers.md.
+# Adds the packages built for VERSION to the apt repositories in s3://DOWNLOADS_BUCKET/{debian,ubuntu}/.
+# One publisher at a time: a lease in the scratch bucket, taken before anything of the
+# repositories is read and released on every exit. No state besides what is published: each
+# suite's signed InRelease and the index files it lists (fetched by hash and checked against
+# it) are merged with the new packages by apt_repository.py. Clients switch atomically: pool
+# files, then by-hash indices, then plain indices, then Release and Release.gpg, and InRelease
+# last, written only if it is still the one read (compare-and-swap). Variables and effects:
+# docs/workers.md.
 #
 # usage: VERSION=4.168.2 PACKAGING_BRANCH=HHVM-4.168 [DISTROS='debian-12-bookworm ...'] update-repos.sh
 set -euo pipefail
@@ -12,7 +15,7 @@ if ! declare -F worker_begin >/dev/null; then
   source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
 fi
 
-# Metadata only is synced, so even a large repository takes minutes, not hours.
+# Metadata only is read and written, so even a large repository takes minutes, not hours.
 worker_begin update-repositories 120
 
 require_variables VERSION PACKAGING_BRANCH SCRATCH_BUCKET DOWNLOADS_BUCKET
@@ -22,12 +25,31 @@ require_pattern PACKAGING_BRANCH "$BRANCH_PATTERN" "master or HHVM-x.y"
 for distro in $DISTROS; do
   [[ $distro =~ $DISTRO_PATTERN ]] || die "DISTROS holds ${distro@Q}, which is not a distro name"
 done
+# How long a publish waits for another one to finish before it gives up (the hard timeout
+# must leave time to publish), and how often it looks.
+: "${REPOSITORY_LEASE_WAIT_MINUTES:=60}"
+: "${REPOSITORY_LEASE_POLL_SECONDS:=30}"
+# Release files change with every publish; pool and by-hash files never change under a name.
+: "${RELEASE_CACHE_SECONDS:=60}"
+# How long a by-hash index stays after a publish stopped listing it: clients midway through
+# an update still fetch the generation their InRelease named.
+: "${BY_HASH_RETENTION_DAYS:=14}"
+: "${REPOSITORY_ARCHITECTURES:=amd64}"
+require_pattern REPOSITORY_LEASE_WAIT_MINUTES '^[0-9]{1,3}$' "a number of minutes"
+require_pattern REPOSITORY_LEASE_POLL_SECONDS '^[1-9][0-9]{0,3}$' "a number of seconds"
+require_pattern RELEASE_CACHE_SECONDS '^[0-9]{1,5}$' "a number of seconds"
+require_pattern BY_HASH_RETENTION_DAYS '^[0-9]{1,3}$' "a number of days"
+require_pattern REPOSITORY_ARCHITECTURES '^[a-z0-9]+( [a-z0-9]+)*$' "space-separated architectures"
 
+readonly APT_REPOSITORY=${WORKER_TOOLS:-$(dirname -- "${BASH_SOURCE[0]}")}/apt_repository.py
+readonly LEASE_KEY=locks/apt-repositories.json
+readonly IMMUTABLE='public, max-age=31536000, immutable'
+readonly SHORT_LIVED="public, max-age=$RELEASE_CACHE_SECONDS"
 readonly INCOMING=$WORK_DIR/incoming
 readonly REPOS=$WORK_DIR/repos
 INCLUDED=()
-UPDATED_REPOS=()
 PUBLISHED_DISTS=()
+LEASE_ETAG=
 
 # fetch_built_packages: the staged packages of every distro (those in DISTROS, or all staged
 # for VERSION) whose success marker exists and whose files match their SHA256SUMS.
@@ -54,6 +76,7 @@ fetch_built_packages() {
       continue
     fi
     (cd -- "$dir" && sha256sum --check --quiet SHA256SUMS) || die "the staged files of $distro do not match their SHA256SUMS"
+    compgen -G "$dir*.deb" >/dev/null || die "$distro staged no .deb"
     INCLUDED+=("$distro")
   done
   ((${#INCLUDED[@]} > 0)) || die "no distro of $VERSION has a successful build to publish"
@@ -73,62 +96,225 @@ dists_of() {
   done <"$PACKAGING_DIR/DEBIAN_REPOSITORIES"
 }
 
-# sync_repository_metadata OS: conf/, db/ and dists/ of the repository. The pool (terabytes)
-# stays in S3: reprepro keeps unreferenced files and only adds new ones, so it needs the
-# database, not the old package files.
-sync_repository_metadata() {
-  mkdir -p -- "$REPOS/$1/conf"
-  aws s3 sync --only-show-errors --exclude 'pool/*' "s3://$DOWNLOADS_BUCKET/$1/" "$REPOS/$1/"
-  touch -- "$REPOS/$1/conf/distributions"
-  UPDATED_REPOS+=("$1")
+s3_error_is() { # CODE FILE: whether the AWS CLI's error output in FILE is that S3 error code
+  grep -q -- "$1" "$2"
 }
 
-# ensure_distribution OS DIST: declares DIST in the repository's conf/distributions if new.
-ensure_distribution() {
-  local base=$REPOS/$1
-  if grep -qx "Codename: $2" "$base/conf/distributions"; then
+# published KEY: whether the downloads bucket has KEY, asked by listing: the workers' role
+# may list only the repositories' prefixes, and without that a GET of a missing key is a 403.
+published() {
+  [[ $(aws s3api list-objects-v2 --bucket "$DOWNLOADS_BUCKET" --prefix "$1" --max-items 1 \
+    --query 'Contents[0].Key' --output text) == "$1" ]]
+}
+
+# write_lease FILE: who holds the lease, and until when. The expiry is past this worker's hard
+# timeout, so a lease outlives its holder only when the holder is already gone.
+write_lease() {
+  local expires=$((JOB_STARTED_EPOCH + (JOB_TIMEOUT_MINUTES + 5) * 60))
+  printf '{"holder": "%s", "version": "%s", "acquiredAt": "%s", "expiresAt": "%s", "expiresEpoch": %d}\n' \
+    "$WORKER_INSTANCE_ID" "$VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$(date -u -d "@$expires" +%Y-%m-%dT%H:%M:%SZ)" "$expires" >"$1"
+}
+
+lease_field() { # FILE FIELD
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$1" "$2"
+}
+
+# acquire_repository_lease: creates the lease object only if there is none (If-None-Match),
+# or replaces an expired one only if it is still the one read (If-Match); otherwise waits.
+acquire_repository_lease() {
+  local lease=$WORK_DIR/lease.json held=$WORK_DIR/lease-held.json errors=$WORK_DIR/lease.err
+  local deadline=$(($(date -u +%s) + REPOSITORY_LEASE_WAIT_MINUTES * 60)) etag held_etag
+  while true; do
+    write_lease "$lease"
+    if etag=$(aws s3api put-object --bucket "$SCRATCH_BUCKET" --key "$LEASE_KEY" --body "$lease" \
+      --content-type application/json --if-none-match '*' --query ETag --output text 2>"$errors"); then
+      LEASE_ETAG=$etag
+      log "took the repository lease s3://$SCRATCH_BUCKET/$LEASE_KEY (until $(lease_field "$lease" expiresAt))"
+      return
+    fi
+    s3_error_is PreconditionFailed "$errors" || s3_error_is ConditionalRequestConflict "$errors" ||
+      die "could not take the repository lease: $(cat -- "$errors")"
+    if held_etag=$(aws s3api get-object --bucket "$SCRATCH_BUCKET" --key "$LEASE_KEY" "$held" \
+      --query ETag --output text 2>/dev/null); then
+      if (($(date -u +%s) >= $(lease_field "$held" expiresEpoch))); then
+        log "taking over the expired repository lease of $(lease_field "$held" holder)"
+        write_lease "$lease"
+        if etag=$(aws s3api put-object --bucket "$SCRATCH_BUCKET" --key "$LEASE_KEY" --body "$lease" \
+          --content-type application/json --if-match "$held_etag" --query ETag --output text 2>"$errors"); then
+          LEASE_ETAG=$etag
+          return
+        fi
+        continue
+      fi
+      log "waiting for the repository lease: $(lease_field "$held" holder) publishes $(lease_field "$held" version)" \
+        "since $(lease_field "$held" acquiredAt) (expires $(lease_field "$held" expiresAt))"
+    fi
+    (($(date -u +%s) < deadline)) ||
+      die "the repositories are still being published by another worker after $REPOSITORY_LEASE_WAIT_MINUTES min"
+    sleep "$REPOSITORY_LEASE_POLL_SECONDS"
+  done
+}
+
+# release_repository_lease: deletes the lease if it is still ours. Ours cannot have expired
+# while this worker runs, so nobody else can have taken it over in between.
+release_repository_lease() {
+  [[ -n $LEASE_ETAG ]] || return 0
+  local current
+  current=$(aws s3api head-object --bucket "$SCRATCH_BUCKET" --key "$LEASE_KEY" --query ETag --output text 2>/dev/null) || current=
+  if [[ $current == "$LEASE_ETAG" ]]; then
+    aws s3api delete-object --bucket "$SCRATCH_BUCKET" --key "$LEASE_KEY" >/dev/null && log "released the repository lease"
+  else
+    log "the repository lease is no longer ours; leaving it"
+  fi
+  LEASE_ETAG=
+}
+
+# Called by common.sh's exit handler whatever the exit status.
+job_cleanup() {
+  release_repository_lease
+}
+
+# pool_path DEB: where a package lives in its repository (what get-build-status checks).
+pool_path() {
+  local package=hhvm
+  [[ $VERSION =~ ^[0-9]{4}\. ]] && package=hhvm-nightly
+  printf 'pool/main/%s/%s/%s\n' "${package:0:1}" "$package" "$(basename -- "$1")"
+}
+
+# upload_pool OS: this version's packages for OS. A package already published with the same
+# SHA-256 is left alone (a re-run); one with other content is never overwritten.
+upload_pool() {
+  local os=$1 distro deb path sha published_sha
+  for distro in "${INCLUDED[@]}"; do
+    [[ ${distro%%-*} == "$os" ]] || continue
+    for deb in "$INCOMING/$distro"/*.deb; do
+      path=$(pool_path "$deb")
+      sha=$(sha256sum -- "$deb" | cut -d' ' -f1)
+      mkdir -p -- "$(dirname -- "$REPOS/$os/$path")"
+      cp -- "$deb" "$REPOS/$os/$path"
+      if published "$os/$path"; then
+        published_sha=$(aws s3api head-object --bucket "$DOWNLOADS_BUCKET" --key "$os/$path" --query Metadata.sha256 --output text)
+        [[ $published_sha == "$sha" ]] || die "$os/$path is published with other content (sha256 $published_sha); not replacing it"
+        continue
+      fi
+      aws s3 cp --only-show-errors --cache-control "$IMMUTABLE" --content-type application/vnd.debian.binary-package \
+        --metadata "sha256=$sha" "$deb" "s3://$DOWNLOADS_BUCKET/$os/$path"
+    done
+  done
+}
+
+# fetch_suite OS DIST: the suite's published InRelease (its ETag in SUITE_ETAG, empty for a
+# new suite) and every file it lists, by hash where the repository has by-hash files.
+fetch_suite() {
+  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 sha size path
+  rm -rf -- "$dir"
+  mkdir -p -- "$dir"
+  SUITE_ETAG=
+  rm -f -- "$WORK_DIR/previous-InRelease"
+  if ! published "$os/dists/$dist/InRelease"; then
+    log "$os/dists/$dist is new"
     return
   fi
-  log "creating distribution $2 in the $1 repository"
-  if [[ -s $base/conf/distributions ]]; then
-    printf '\n' >>"$base/conf/distributions"
+  SUITE_ETAG=$(aws s3api get-object --bucket "$DOWNLOADS_BUCKET" --key "$os/dists/$dist/InRelease" \
+    "$WORK_DIR/previous-InRelease" --query ETag --output text)
+  while read -r sha size path; do
+    mkdir -p -- "$(dirname -- "$dir/$path")"
+    aws s3 cp --only-show-errors "s3://$DOWNLOADS_BUCKET/$os/dists/$dist/$(dirname -- "$path")/by-hash/SHA256/$sha" \
+      "$dir/$path" 2>/dev/null ||
+      aws s3 cp --only-show-errors "s3://$DOWNLOADS_BUCKET/$os/dists/$dist/$path" "$dir/$path" ||
+      die "$os/dists/$dist/InRelease lists $path ($size bytes), which is not published"
+  done < <(python3 "$APT_REPOSITORY" references "$WORK_DIR/previous-InRelease")
+}
+
+# update_suite OS DIST DEB_PATH...: the suite's new indices and signed Release files, checked
+# as a client would check them, then switched to (see upload order above).
+update_suite() {
+  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 kind path previous=()
+  shift 2
+  fetch_suite "$os" "$dist"
+  [[ -n $SUITE_ETAG ]] && previous=(--previous-release "$WORK_DIR/previous-InRelease")
+  python3 "$APT_REPOSITORY" update --suite-dir "$dir" --suite "$dist" --origin HHVM --label HHVM \
+    --description "Apt repository for HHVM" --component main --architectures "$REPOSITORY_ARCHITECTURES" \
+    --pool-root "$REPOS/$os" "${previous[@]}" "$@" >"$WORK_DIR/upload-plan"
+  gpg --batch --yes --local-user "$SIGNING_KEY_ID" --clearsign --output "$dir/InRelease" "$dir/Release"
+  gpg --batch --yes --local-user "$SIGNING_KEY_ID" --armor --detach-sign --output "$dir/Release.gpg" "$dir/Release"
+  gpg --batch --verify "$dir/InRelease" 2>/dev/null || die "$os/dists/$dist/InRelease does not verify"
+  python3 "$APT_REPOSITORY" check --suite-dir "$dir" >/dev/null || die "$os/dists/$dist is not consistent"
+  while read -r kind path; do
+    case $kind in
+      by-hash) upload_file "$os" "$dist" "$path" "$IMMUTABLE" ;;
+      index | release) upload_file "$os" "$dist" "$path" "$SHORT_LIVED" ;;
+      *) die "unexpected upload plan line: $kind $path" ;;
+    esac
+  done <"$WORK_DIR/upload-plan"
+  upload_file "$os" "$dist" Release.gpg "$SHORT_LIVED"
+  switch_in_release "$os" "$dist"
+  retire_old_by_hash "$os" "$dist"
+  PUBLISHED_DISTS+=("$os/$dist")
+}
+
+upload_file() { # OS DIST PATH CACHE_CONTROL
+  aws s3 cp --only-show-errors --cache-control "$4" --content-type text/plain \
+    "$REPOS/$1/dists/$2/$3" "s3://$DOWNLOADS_BUCKET/$1/dists/$2/$3"
+}
+
+# switch_in_release OS DIST: the one write clients switch on. It must replace exactly the
+# InRelease this publish read (or create the first): anything else means another writer
+# changed the suite, and its change must not be overwritten.
+switch_in_release() {
+  local os=$1 dist=$2 condition=(--if-none-match '*')
+  [[ -n $SUITE_ETAG ]] && condition=(--if-match "$SUITE_ETAG")
+  aws s3api put-object --bucket "$DOWNLOADS_BUCKET" --key "$os/dists/$dist/InRelease" \
+    --body "$REPOS/$os/dists/$dist/InRelease" --cache-control "$SHORT_LIVED" --content-type text/plain \
+    "${condition[@]}" >/dev/null 2>"$WORK_DIR/switch.err" ||
+    die "$os/dists/$dist/InRelease changed while this publish held the lease; nothing was switched: $(cat -- "$WORK_DIR/switch.err")"
+  log "switched $os/dists/$dist"
+}
+
+# retire_old_by_hash OS DIST: the by-hash files of the generation this publish replaced are
+# touched once (their date becomes the switch's); by-hash files no Release lists are deleted
+# BY_HASH_RETENTION_DAYS after their date. Clients midway through an update keep what they need.
+retire_old_by_hash() {
+  local os=$1 dist=$2 prefix=$1/dists/$2/ key modified sha cutoff listing=$WORK_DIR/by-hash.txt current=$WORK_DIR/current.txt
+  aws s3api list-objects-v2 --bucket "$DOWNLOADS_BUCKET" --prefix "$prefix" \
+    --query "Contents[?contains(Key, '/by-hash/SHA256/')].[Key, LastModified]" --output text >"$listing"
+  python3 "$APT_REPOSITORY" references "$REPOS/$os/dists/$dist/Release" | cut -d' ' -f1 >"$current"
+  if [[ -n $SUITE_ETAG ]]; then
+    while read -r sha _ path; do
+      key=$prefix$(dirname -- "$path")/by-hash/SHA256/$sha
+      if ! grep -qx -- "$sha" "$current" && awk -v key="$key" '$1 == key { found = 1 } END { exit !found }' "$listing"; then
+        aws s3 cp --only-show-errors --cache-control "$IMMUTABLE" --content-type text/plain --metadata-directive REPLACE \
+          --metadata "retired=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "s3://$DOWNLOADS_BUCKET/$key" "s3://$DOWNLOADS_BUCKET/$key"
+      fi
+    done < <(python3 "$APT_REPOSITORY" references "$WORK_DIR/previous-InRelease")
   fi
-  printf '%s\n' "Origin: HHVM" "Label: HHVM" "Codename: $2" "Architectures: i386 amd64 source" \
-    "Components: main" "Description: Apt repository for HHVM ($PACKAGING_BRANCH)" \
-    "SignWith: $SIGNING_KEY_ID" >>"$base/conf/distributions"
-  reprepro -b "$base" export "$2"
+  cutoff=$(date -u -d "-$BY_HASH_RETENTION_DAYS days" +%Y-%m-%dT%H:%M:%S)
+  while read -r key modified; do
+    [[ -n $key && $key != None ]] || continue
+    grep -qx -- "${key##*/}" "$current" && continue
+    if [[ ${modified:0:19} < "$cutoff" ]]; then
+      log "deleting $key, listed by no Release since ${modified:0:19}"
+      aws s3api delete-object --bucket "$DOWNLOADS_BUCKET" --key "$key" >/dev/null
+    fi
+  done <"$listing"
 }
 
-include_packages() {
-  local distro os dist changes
-  for distro in "${INCLUDED[@]}"; do
-    os=${distro%%-*}
-    if [[ ! " ${UPDATED_REPOS[*]} " == *" $os "* ]]; then
-      sync_repository_metadata "$os"
-    fi
-    while read -r dist; do
-      ensure_distribution "$os" "$dist"
-      for changes in "$INCOMING/$distro"/*.changes; do
-        [[ -e $changes ]] || die "$distro has no .changes file"
-        reprepro -b "$REPOS/$os" --keepunreferencedfiles --keepunusednewfiles --ignore=wrongdistribution \
-          include "$dist" "$changes"
+publish() {
+  local os distro dist deb debs
+  for os in debian ubuntu; do
+    compgen -G "$INCOMING/$os-*" >/dev/null || continue
+    upload_pool "$os"
+    for distro in "${INCLUDED[@]}"; do
+      [[ ${distro%%-*} == "$os" ]] || continue
+      debs=()
+      for deb in "$INCOMING/$distro"/*.deb; do
+        debs+=("$(pool_path "$deb")")
       done
-      [[ -s $REPOS/$os/dists/$dist/InRelease ]] || die "reprepro left $os/dists/$dist unsigned"
-      PUBLISHED_DISTS+=("$os/$dist")
-    done < <(dists_of "$distro")
-  done
-}
-
-# Packages first, so no index ever names a file that is not there yet; metadata last.
-upload_repositories() {
-  local os
-  for os in "${UPDATED_REPOS[@]}"; do
-    if [[ -d $REPOS/$os/pool ]]; then
-      aws s3 sync --only-show-errors "$REPOS/$os/pool/" "s3://$DOWNLOADS_BUCKET/$os/pool/"
-    fi
-  done
-  for os in "${UPDATED_REPOS[@]}"; do
-    aws s3 sync --only-show-errors --exclude 'pool/*' "$REPOS/$os/" "s3://$DOWNLOADS_BUCKET/$os/"
+      while read -r dist; do
+        update_suite "$os" "$dist" "${debs[@]}"
+      done < <(dists_of "$distro")
+    done
   done
 }
 
@@ -139,10 +325,11 @@ write_success_marker() {
 }
 
 worker_ready
-install_packages reprepro gnupg git python3
+install_packages gnupg git python3
 clone_packaging
 import_signing_key
 fetch_built_packages
-include_packages
-upload_repositories
+acquire_repository_lease
+publish
+release_repository_lease
 write_success_marker

@@ -34,6 +34,7 @@ mod worker;
 use std::fmt;
 
 pub use executions::ExecutionOutcome;
+pub use fixtures::{SigningKey, make_signing_key};
 pub use machines::{
     ACCOUNT, REGION, describe_event, function_arn, function_placeholder, machine_name, machine_placeholder,
     state_machine_arn,

@@ -117,7 +117,7 @@ fn check_tools(venv_bin: &Path) -> Result<(), StackError> {
         }
     }
     for tool in [
-        "cargo", "git", "gpg", "gpgconf", "reprepro", "dpkg-deb", "python3", "bash", "tar",
+        "cargo", "git", "gpg", "gpgconf", "gpgv", "dpkg-deb", "python3", "bash", "tar",
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

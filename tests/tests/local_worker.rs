@@ -1,7 +1,7 @@
 //! The local stack's EC2 worker runs the real user-data scripts that the real Lambdas put into
 //! the instances they launch in moto: a source tarball (made from the fixture source
 //! repository, signed with the run's key), binary packages (real `.deb` files), the apt
-//! repository (reprepro, read back over plain HTTP and checked with gpgv), publishing the
+//! repository (indexed by `apt_repository.py`, read back over plain HTTP and checked with gpgv), publishing the
 //! release's source, and a build made to fail. A fixture state machine runs Lambda tasks
 //! through the Lambda service. Each check reads what was left in moto (S3 objects, instance states) or
 //! in the fixture git repositories.
@@ -228,7 +228,7 @@ async fn local_workers_run_the_real_scripts_and_leave_real_artifacts() {
     assert_eq!(marker["distro"], distro);
     assert_terminated(&stack, &run.instance).await;
 
-    // The apt repository: update-repos.sh includes the packages with reprepro, signs with the
+    // The apt repository: update-repos.sh indexes the packages by hash, signs with the
     // run's key, and uploads to the downloads bucket, which apt reads over plain HTTP.
     let launched = invoke_ok(
         &stack,

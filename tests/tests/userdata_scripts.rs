@@ -1,5 +1,5 @@
 //! The worker user-data scripts, run with bash against stub tools: a fake `aws` over a
-//! directory standing for S3, and recorders for `git`, `gpg`, `reprepro`, `docker`,
+//! directory standing for S3, and recorders for `git`, `gpg`, `docker`,
 //! `shutdown`, `apt-get`, `curl`, `ssh` (tests/fixtures/stubs). Each test checks what the
 //! script left in the fake S3 and the order of its recorded effects.
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
-const RECORDED_TOOLS: &[&str] = &["git", "gpg", "reprepro", "docker", "shutdown", "apt-get", "curl", "ssh"];
+const RECORDED_TOOLS: &[&str] = &["git", "gpg", "docker", "shutdown", "apt-get", "curl", "ssh"];
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -398,177 +398,10 @@ fn failed_signing_leaves_no_tarball_and_no_marker() {
     assert!(sandbox.tmp_is_empty(), "secrets are removed on failure too");
 }
 
-// ---------------------------------------------------------------- update-repos.sh
-
-fn stage_build(sandbox: &Sandbox, distro: &str, pkgver: &str, with_marker: bool) {
-    let prefix = format!("hhvm-scratch/4.168.2/{distro}");
-    let deb = format!("hhvm_4.168.2-{pkgver}_amd64.deb");
-    let changes = format!("hhvm_4.168.2-{pkgver}_amd64.changes");
-    sandbox.put(&format!("{prefix}/{deb}"), "deb");
-    sandbox.put(&format!("{prefix}/{changes}"), "changes");
-    let dir = sandbox.s3_path(&prefix);
-    let sums = format!(
-        "{}  {deb}\n{}  {changes}\n",
-        sha256_of(&dir.join(&deb)),
-        sha256_of(&dir.join(&changes))
-    );
-    sandbox.put(&format!("{prefix}/SHA256SUMS"), &sums);
-    if with_marker {
-        sandbox.put(
-            &format!("hhvm-scratch/markers/4.168.2/binary-package/{distro}.json"),
-            "{}",
-        );
-    }
-}
-
-fn existing_repository(sandbox: &Sandbox) {
-    sandbox.put(
-        "hhvm-downloads/debian/conf/distributions",
-        "Origin: HHVM\nLabel: HHVM\nCodename: bookworm\nArchitectures: i386 amd64 source\nComponents: main\nSignWith: D386EB94\n",
-    );
-    sandbox.put("hhvm-downloads/debian/db/packages.db", "old\n");
-    sandbox.put(
-        "hhvm-downloads/debian/pool/main/h/hhvm/hhvm_4.100.0-1~bookworm_amd64.deb",
-        "old package",
-    );
-}
+// update-repos.sh runs against moto with the real tools: tests/tests/publish_repositories.rs.
+// Here only what it refuses before any effect (below).
 
 const REPO_ENV: &[(&str, &str)] = &[("VERSION", "4.168.2"), ("PACKAGING_BRANCH", "HHVM-4.168")];
-
-#[test]
-fn repositories_get_packages_first_and_signed_metadata_last() {
-    let sandbox = Sandbox::new("repos");
-    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
-    stage_build(&sandbox, "ubuntu-24.04-noble", "1~noble", false);
-    existing_repository(&sandbox);
-    let run = sandbox.run("update-repos.sh", REPO_ENV);
-    assert!(run.success, "{}", run.output);
-    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
-
-    assert!(
-        run.output
-            .contains("skipping ubuntu-24.04-noble: its build wrote no success marker"),
-        "{}",
-        run.output
-    );
-    let import = run.position(&["gpg --batch --quiet --import"]);
-    let down = run.position(&["aws s3 sync", "--exclude pool/*", "s3://hhvm-downloads/debian/"]);
-    let create = run.position(&["reprepro", "export bookworm-4.168"]);
-    let include = run.position(&[
-        "reprepro",
-        "--keepunreferencedfiles",
-        "include bookworm ",
-        "hhvm_4.168.2-1~bookworm_amd64.changes",
-    ]);
-    let include_pinned = run.position(&["reprepro", "include bookworm-4.168 "]);
-    let pool = run.position(&["aws s3 sync", "/debian/pool/ s3://hhvm-downloads/debian/pool/"]);
-    let metadata = run.position(&[
-        "aws s3 sync",
-        "--exclude pool/*",
-        "/debian/ s3://hhvm-downloads/debian/",
-    ]);
-    let marker_upload = run.position(&["s3://hhvm-scratch/markers/4.168.2/update-repositories.json"]);
-    assert!(
-        import < include && down < create && create < include_pinned,
-        "{:?}",
-        run.calls
-    );
-    assert!(
-        include < pool && include_pinned < pool && pool < metadata && metadata < marker_upload,
-        "{:?}",
-        run.calls
-    );
-    assert!(
-        !run.calls.iter().any(|c| c.ends_with("export bookworm")),
-        "bookworm existed: {:?}",
-        run.calls
-    );
-    assert!(!run.has_call(&["s3://hhvm-downloads/ubuntu/"]), "{:?}", run.calls);
-    assert!(
-        !sandbox
-            .root
-            .join("work/repos/debian/pool/main/h/hhvm/hhvm_4.100.0-1~bookworm_amd64.deb")
-            .exists(),
-        "the pool stays in S3"
-    );
-
-    assert!(
-        sandbox
-            .get("hhvm-downloads/debian/pool/main/h/hhvm/hhvm_4.168.2-1~bookworm_amd64.deb")
-            .is_some()
-    );
-    assert!(
-        sandbox
-            .get("hhvm-downloads/debian/dists/bookworm-4.168/InRelease")
-            .is_some()
-    );
-    let distributions = sandbox
-        .get("hhvm-downloads/debian/conf/distributions")
-        .expect("conf uploaded");
-    assert!(distributions.contains("Codename: bookworm-4.168\n"), "{distributions}");
-    assert!(
-        distributions.contains("Description: Apt repository for HHVM (HHVM-4.168)\nSignWith: D386EB94\n"),
-        "{distributions}"
-    );
-    assert_eq!(
-        distributions.matches("Codename: bookworm\n").count(),
-        1,
-        "{distributions}"
-    );
-
-    let marker = marker(&sandbox, "markers/4.168.2/update-repositories.json");
-    assert_eq!(marker["distros"], "debian-12-bookworm");
-    assert_eq!(marker["dists"], "debian/bookworm debian/bookworm-4.168");
-}
-
-#[test]
-fn staged_files_that_do_not_match_their_checksums_are_not_published() {
-    let sandbox = Sandbox::new("repos-corrupt");
-    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
-    sandbox.put(
-        "hhvm-scratch/4.168.2/debian-12-bookworm/hhvm_4.168.2-1~bookworm_amd64.deb",
-        "tampered",
-    );
-    existing_repository(&sandbox);
-    let run = sandbox.run("update-repos.sh", REPO_ENV);
-    assert!(!run.success);
-    assert!(run.output.contains("do not match their SHA256SUMS"), "{}", run.output);
-    assert!(
-        !run.has_call(&["reprepro -b"]) && !run.has_call(&["s3://hhvm-downloads/debian/pool/"]),
-        "{:?}",
-        run.calls
-    );
-    assert!(!run.has_call(&["markers/4.168.2/update-repositories.json"]));
-    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
-}
-
-#[test]
-fn a_failed_package_upload_publishes_no_metadata() {
-    let sandbox = Sandbox::new("repos-upload-fails");
-    stage_build(&sandbox, "debian-12-bookworm", "1~bookworm", true);
-    existing_repository(&sandbox);
-    let mut env = REPO_ENV.to_vec();
-    env.push(("FAKE_FAIL", "s3://hhvm-downloads/debian/pool/"));
-    env.push(("DISTROS", "debian-12-bookworm"));
-    let run = sandbox.run("update-repos.sh", &env);
-    assert!(!run.success);
-    assert!(
-        !run.has_call(&[
-            "aws s3 sync",
-            "--exclude pool/*",
-            "/debian/ s3://hhvm-downloads/debian/"
-        ]),
-        "{:?}",
-        run.calls
-    );
-    assert!(!run.has_call(&["markers/4.168.2/update-repositories.json"]));
-    assert_eq!(
-        sandbox.get("hhvm-downloads/debian/db/packages.db").as_deref(),
-        Some("old\n"),
-        "metadata untouched"
-    );
-    assert_bounded_and_logged(&run, "120", "logs/4.168.2/update-repositories/i-0123456789abcdef0.log");
-}
 
 // ---------------------------------------------------------------- publish-release-source.sh
 
@@ -690,7 +523,7 @@ fn missing_variables_fail_before_any_effect_naming_each() {
 fn hostile_values_fail_before_any_effect() {
     /// (script, timeout minutes, overriding variables)
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         ("make-binary-package.sh", "180", &[("DISTRO", "debian-12-bookworm;id")]),
         ("make-binary-package.sh", "180", &[("VERSION", "$(id)")]),
         (
@@ -699,6 +532,8 @@ fn hostile_values_fail_before_any_effect() {
             &[("PACKAGING_BRANCH", "master; rm -rf /")],
         ),
         ("update-repos.sh", "120", &[("DISTROS", "debian-12-bookworm x`id`")]),
+        ("update-repos.sh", "120", &[("REPOSITORY_ARCHITECTURES", "amd64;id")]),
+        ("update-repos.sh", "120", &[("BY_HASH_RETENTION_DAYS", "14 days")]),
         ("publish-release-source.sh", "30", &[("VERSION", "2026.11.21")]),
     ];
     for (script, minutes, overrides) in cases {

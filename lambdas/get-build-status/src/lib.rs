@@ -110,7 +110,7 @@ pub fn parse_marker(bytes: &[u8]) -> Result<Marker, String> {
 }
 
 /// The keys of a distro's `.deb` files in the apt pool of the downloads bucket, from the
-/// marker's file names: `<os>/pool/main/<initial>/<source package>/<file>` (reprepro's layout).
+/// marker's file names: `<os>/pool/main/<initial>/<source package>/<file>` (Debian's layout, as update-repos.sh publishes).
 pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<Vec<String>, String> {
     let source_package = version.package_name();
     let initial = &source_package[..1];

@@ -1,6 +1,6 @@
 //! `hhvm-invalidate-repository-metadata-on-cloudfront`: after a publish, tells CloudFront to
-//! drop its copies of the apt metadata (`conf/`, `db/`, `dists/` of both repositories; `pool/`
-//! file names are versioned and never go stale). Adds `cloudfrontInvalidation: {id, status}`
+//! drop its copies of the apt metadata (`dists/` of both repositories, where `InRelease`,
+//! `Release*` and the plain indices change; `pool/` and `by-hash/` names never change content). Adds `cloudfrontInvalidation: {id, status}`
 //! to the pass-through payload — not the whole SDK response.
 //!
 //! The distribution is the payload's `cloudfront`, else `CLOUDFRONT_DISTRIBUTION_ID`. The
@@ -17,14 +17,7 @@ use pipeline_core::{Payload, PipelineError, Version};
 use serde_json::{Value, json};
 
 /// The apt metadata that changes on every publish.
-pub const REPOSITORY_METADATA_PATHS: [&str; 6] = [
-    "/debian/conf/*",
-    "/debian/db/*",
-    "/debian/dists/*",
-    "/ubuntu/conf/*",
-    "/ubuntu/db/*",
-    "/ubuntu/dists/*",
-];
+pub const REPOSITORY_METADATA_PATHS: [&str; 2] = ["/debian/dists/*", "/ubuntu/dists/*"];
 
 /// CloudFront's limits per invalidation.
 pub const MAX_PATHS: usize = 3000;

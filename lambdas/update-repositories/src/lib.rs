@@ -1,9 +1,10 @@
 //! `hhvm-update-repositories`: starts the worker that adds the packages built for `version` to
-//! the apt repositories (reprepro, with S3 as the source of truth) and adds `instances` to the
-//! pass-through payload. The worker includes only distros whose build left a success marker;
+//! the apt repositories (under a lease, from and to what is published, switched atomically for
+//! clients: docs/workers.md) and adds `instances` to the pass-through payload. The worker includes only distros whose build left a success marker;
 //! `distros` (optional, as build-binary-packages outputs it) limits which it looks at.
 //!
-//! The worker runs `userdata/update-repos.sh`, embedded here at build time.
+//! The worker runs `userdata/update-repos.sh` and its index generator `userdata/apt_repository.py`,
+//! embedded here at build time.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
@@ -18,7 +19,18 @@ use pipeline_core::userdata::{PreludeValue, base_prelude};
 use pipeline_core::{Payload, PipelineError};
 use serde_json::Value;
 
-pub const LIBRARY: &str = include_str!("../../../userdata/common.sh");
+/// `common.sh`, then `apt_repository.py` written to where update-repos.sh runs it from
+/// (`WORKER_TOOLS`); the quoted heredoc keeps it byte for byte.
+pub const LIBRARY: &str = concat!(
+    include_str!("../../../userdata/common.sh"),
+    "\n# userdata/apt_repository.py, run by update-repos.sh.\n",
+    "WORKER_TOOLS=$(mktemp -d)\n",
+    "cat >\"$WORKER_TOOLS/apt_repository.py\" <<'",
+    "APT_REPOSITORY_PY",
+    "'\n",
+    include_str!("../../../userdata/apt_repository.py"),
+    "APT_REPOSITORY_PY\n",
+);
 pub const SCRIPT: &str = include_str!("../../../userdata/update-repos.sh");
 
 const JOB: SingleWorkerJob = SingleWorkerJob {
@@ -69,5 +81,40 @@ impl Function for UpdateRepositories {
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
         handle(&self.0, event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GENERATOR: &str = include_str!("../../../userdata/apt_repository.py");
+
+    #[test]
+    fn the_index_generator_is_embedded_whole_inside_its_heredoc() {
+        // The heredoc ends at the first line equal to its delimiter: the program must hold none,
+        // and must end with a newline so that the delimiter starts a line.
+        assert!(!GENERATOR.lines().any(|line| line == "APT_REPOSITORY_PY"));
+        assert!(GENERATOR.ends_with('\n'));
+        let start = LIBRARY.find("<<'APT_REPOSITORY_PY'\n").expect("the heredoc") + "<<'APT_REPOSITORY_PY'\n".len();
+        assert_eq!(&LIBRARY[start..], format!("{GENERATOR}APT_REPOSITORY_PY\n"));
+    }
+
+    #[test]
+    fn bash_writes_the_embedded_generator_byte_for_byte() {
+        let dir = std::env::temp_dir().join(format!("apt-repository-embed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let heredoc = &LIBRARY[LIBRARY.find("cat >").unwrap()..];
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -eu\nWORKER_TOOLS={}\n{heredoc}", dir.display()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("apt_repository.py")).unwrap(),
+            GENERATOR
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
