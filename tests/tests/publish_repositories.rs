@@ -280,6 +280,35 @@ impl World {
         Release::parse(&String::from_utf8_lossy(in_release))
     }
 
+    /// The keys of the download bucket under `prefix` (one page: these repositories are small).
+    async fn published_keys(&self, prefix: &str) -> Vec<String> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.downloads)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        assert!(!listed.is_truncated().unwrap_or(false), "more keys than one page");
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .map(String::from)
+            .collect()
+    }
+
+    async fn head(&self, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        self.s3
+            .head_object()
+            .bucket(&self.downloads)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
+    }
+
     fn log(&self, run: &str) -> String {
         std::fs::read_to_string(self.dir.join(run).join("worker.log")).unwrap_or_default()
     }
@@ -590,14 +619,7 @@ async fn every_write_of_a_first_publish_and_an_update_leaves_a_consistent_reposi
     );
 
     // No repository database in the public bucket; the lease is released.
-    let listed = world
-        .s3
-        .list_objects_v2()
-        .bucket(&world.downloads)
-        .send()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    let keys = world.published_keys("").await;
     assert!(
         keys.iter().all(|k| !k.contains("/conf/") && !k.contains("/db/")),
         "{keys:?}"
@@ -618,22 +640,9 @@ async fn release_files_are_short_lived_for_caches_and_everything_else_immutable(
     let world = World::new("caching").await;
     world.stage_build("4.168.2").await;
     assert_succeeded(&world.publish("4.168.2", "run", &[]), &world, "run");
-    let listed = world
-        .s3
-        .list_objects_v2()
-        .bucket(&world.downloads)
-        .send()
-        .await
-        .unwrap();
-    for key in listed.contents().iter().filter_map(|o| o.key()) {
-        let head = world
-            .s3
-            .head_object()
-            .bucket(&world.downloads)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+    let keys = world.published_keys("").await;
+    for key in &keys {
+        let head = world.head(key).await;
         let cache = head.cache_control().unwrap_or_default();
         let immutable = key.contains("/by-hash/") || key.contains("/pool/");
         if immutable {
@@ -647,24 +656,10 @@ async fn release_files_are_short_lived_for_caches_and_everything_else_immutable(
 /// The by-hash keys of the suite's amd64 indices, with their `retired` metadata.
 async fn by_hash_files(world: &World, suite: &str) -> BTreeMap<String, Option<String>> {
     let prefix = format!("debian/dists/{suite}/main/binary-amd64/by-hash/SHA256/");
-    let listed = world
-        .s3
-        .list_objects_v2()
-        .bucket(&world.downloads)
-        .prefix(&prefix)
-        .send()
-        .await
-        .unwrap();
+    let keys = world.published_keys(&prefix).await;
     let mut files = BTreeMap::new();
-    for key in listed.contents().iter().filter_map(|o| o.key()) {
-        let head = world
-            .s3
-            .head_object()
-            .bucket(&world.downloads)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+    for key in &keys {
+        let head = world.head(key).await;
         let retired = head.metadata().and_then(|m| m.get("retired")).cloned();
         files.insert(key.to_string(), retired);
     }
@@ -898,14 +893,8 @@ async fn the_checker_finds_a_missing_index_and_a_changed_package() {
     world.stage_build("4.168.2").await;
     assert_succeeded(&world.publish("4.168.2", "run", &[]), &world, "run");
     let mut state = BTreeMap::new();
-    let listed = world
-        .s3
-        .list_objects_v2()
-        .bucket(&world.downloads)
-        .send()
-        .await
-        .unwrap();
-    for key in listed.contents().iter().filter_map(|o| o.key()) {
+    let keys = world.published_keys("").await;
+    for key in &keys {
         state.insert(key.to_string(), world.get(&world.downloads, key).await.unwrap());
     }
     assert_eq!(inconsistencies(&world, &state), Vec::<String>::new());
