@@ -181,13 +181,14 @@ write_checksums() {
   (cd -- "$dir" && sha256sum -- "$@")
 }
 
-# write_manifest OUT DIR [FIELD=VALUE...]: the success manifest: the fields given, the job's
-# timings, and every file of DIR with its size and SHA-256.
+# write_manifest OUT DIR [FIELD=VALUE...]: the success manifest: who wrote it (the instance,
+# and the execution that started it when there was one), the fields given, the job's timings,
+# and every file of DIR with its size and SHA-256.
 write_manifest() {
   local out=$1 dir=$2
   shift 2
   python3 - "$dir" "job=$JOB_KIND" "version=$VERSION" "instance=$WORKER_INSTANCE_ID" \
-    "startedAt=$JOB_STARTED_AT" "startedEpoch=$JOB_STARTED_EPOCH" "$@" >"$out" <<'PY'
+    "executionName=${EXECUTION_NAME:-}" "startedAt=$JOB_STARTED_AT" "startedEpoch=$JOB_STARTED_EPOCH" "$@" >"$out" <<'PY'
 import hashlib, json, os, sys, time
 directory, pairs = sys.argv[1], sys.argv[2:]
 manifest = dict(pair.split("=", 1) for pair in pairs)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds the binary packages of VERSION for DISTRO from the source tarball at
-# s3://SOURCE_BUCKET/SOURCE_KEY and stages them in s3://SCRATCH_BUCKET/VERSION/DISTRO/, then
-# writes the success marker. Variables and effects: docs/workers.md.
+# s3://SOURCE_BUCKET/SOURCE_KEY and stages them in s3://SCRATCH_BUCKET/VERSION/DISTRO/INSTANCE/
+# (this attempt's own prefix: an earlier attempt's files are never mixed in), then writes the
+# success marker, which names that prefix and every file's SHA-256. Variables and effects: docs/workers.md.
 #
 # usage: VERSION=4.168.2 IS_NIGHTLY=false DISTRO=debian-12-bookworm PACKAGING_BRANCH=HHVM-4.168 \
 #          SOURCE_BUCKET=hhvm-scratch SOURCE_KEY=hhvm-4.168.2.tar.gz make-binary-package.sh
@@ -49,7 +50,7 @@ build_packages() {
 
 upload_packages() {
   local out=$PACKAGING_DIR/out
-  aws s3 cp --only-show-errors --recursive "$out/" "s3://$SCRATCH_BUCKET/$VERSION/$DISTRO/"
+  aws s3 cp --only-show-errors --recursive "$out/" "s3://$SCRATCH_BUCKET/$STAGING_PREFIX"
   aws s3 sync --only-show-errors "$WORK_DIR/nodist/" "s3://$NODIST_BUCKET/$DISTRO/"
 }
 
@@ -58,12 +59,13 @@ write_success_marker() {
   package_version=$VERSION-$(tr -d '[:space:]' <"$PACKAGING_DIR/$DISTRO/PKGVER")
   write_manifest "$WORK_DIR/marker.json" "$PACKAGING_DIR/out" "distro=$DISTRO" \
     "packageVersion=$package_version" "sourceTarballSha256=$SOURCE_TARBALL_SHA256" \
-    "packagingBranch=$PACKAGING_BRANCH" "artifacts=s3://$SCRATCH_BUCKET/$VERSION/$DISTRO/"
+    "packagingBranch=$PACKAGING_BRANCH" "artifacts=s3://$SCRATCH_BUCKET/$STAGING_PREFIX"
   upload_marker "$WORK_DIR/marker.json" "$DISTRO"
 }
 
 JOB_DISTRO=$DISTRO
 worker_ready
+STAGING_PREFIX=$VERSION/$DISTRO/$WORKER_INSTANCE_ID/
 install_packages docker.io git curl python3
 clone_packaging
 build_packages

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Makes the source tarball of VERSION, signs it, uploads tarball, signature and checksums to
-# s3://SOURCE_BUCKET/SOURCE_KEY{,.sig,.sha256}, then writes the success marker.
+# s3://SOURCE_BUCKET/SOURCE_KEY{,.sig,.sha256} (under temporary names first, moved into place
+# last), then writes the success marker.
 # Variables and effects: docs/workers.md.
 #
 # usage: VERSION=4.168.2 IS_NIGHTLY=false PACKAGING_BRANCH=HHVM-4.168 SOURCE_BUCKET=hhvm-scratch \
@@ -56,11 +57,22 @@ sign_tarball() {
   write_checksums "$OUT_DIR" "$name" "$name.sig" >"$TARBALL.sha256"
 }
 
+# upload_tarball: under temporary names in the scratch bucket first (a slow or failed upload
+# never touches the real names), then copied into place within S3 — signature and checksums
+# before the tarball — and the temporary copies removed. The marker, written after this, is
+# what makes the set count as present (hhvm-have-source-tarball).
 upload_tarball() {
-  local destination=s3://$SOURCE_BUCKET/$SOURCE_KEY
-  aws s3 cp --only-show-errors "$TARBALL" "$destination"
-  aws s3 cp --only-show-errors "$TARBALL.sig" "$destination.sig"
-  aws s3 cp --only-show-errors "$TARBALL.sha256" "$destination.sha256"
+  local destination=s3://$SOURCE_BUCKET/$SOURCE_KEY name suffix
+  local uploads=s3://$SCRATCH_BUCKET/uploads/source-tarball/$WORKER_INSTANCE_ID
+  name=$(basename -- "$TARBALL")
+  for suffix in "" .sig .sha256; do
+    aws s3 cp --only-show-errors "$TARBALL$suffix" "$uploads/$name$suffix"
+  done
+  for suffix in .sig .sha256 ""; do
+    aws s3 cp --only-show-errors "$uploads/$name$suffix" "$destination$suffix"
+  done
+  aws s3 rm --only-show-errors --recursive "$uploads/"
+  log "uploaded $destination, .sig and .sha256"
 }
 
 write_success_marker() {

@@ -47,39 +47,75 @@ readonly IMMUTABLE='public, max-age=31536000, immutable'
 readonly SHORT_LIVED="public, max-age=$RELEASE_CACHE_SECONDS"
 readonly INCOMING=$WORK_DIR/incoming
 readonly REPOS=$WORK_DIR/repos
+readonly PUBLISHED_BUILDS=$WORK_DIR/published-builds.txt PUBLISHED_SUITES=$WORK_DIR/published-suites.txt
 INCLUDED=()
 PUBLISHED_DISTS=()
 LEASE_ETAG=
 
-# fetch_built_packages: the staged packages of every distro (those in DISTROS, or all staged
-# for VERSION) whose success marker exists and whose files match their SHA256SUMS.
+# fetch_built_packages: for every distro (those in DISTROS, or every one with a success
+# marker for VERSION), exactly the .deb files its marker names, from the staging prefix of the
+# attempt that wrote it, each checked against the SHA-256 the marker states.
 fetch_built_packages() {
-  rm -rf -- "$INCOMING"
-  mkdir -p -- "$INCOMING"
+  rm -rf -- "$INCOMING" "$WORK_DIR/markers"
+  mkdir -p -- "$INCOMING" "$WORK_DIR/markers"
+  : >"$PUBLISHED_BUILDS"
+  : >"$PUBLISHED_SUITES"
+  local distros=() distro marker
   if [[ -n $DISTROS ]]; then
-    for distro in $DISTROS; do
-      aws s3 sync --only-show-errors "s3://$SCRATCH_BUCKET/$VERSION/$distro/" "$INCOMING/$distro/"
-    done
+    read -ra distros <<<"$DISTROS"
   else
-    aws s3 sync --only-show-errors "s3://$SCRATCH_BUCKET/$VERSION/" "$INCOMING/"
+    mapfile -t distros < <(aws s3api list-objects-v2 --bucket "$SCRATCH_BUCKET" \
+      --prefix "markers/$VERSION/binary-package/" --query 'Contents[].Key' --output text |
+      tr '\t' '\n' | sed -n 's|^markers/[^/]*/binary-package/\([^/]*\)\.json$|\1|p')
   fi
-  local dir distro
-  for dir in "$INCOMING"/*/; do
-    [[ -d $dir ]] || continue
-    distro=$(basename -- "$dir")
-    if [[ ! $distro =~ $DISTRO_PATTERN ]]; then
-      continue
-    fi
-    if ! aws s3api head-object --bucket "$SCRATCH_BUCKET" \
-      --key "$(marker_key "$VERSION" binary-package "$distro")" >/dev/null 2>&1; then
+  for distro in "${distros[@]}"; do
+    [[ $distro =~ $DISTRO_PATTERN ]] || continue
+    marker=$WORK_DIR/markers/$distro.json
+    if ! aws s3 cp --only-show-errors "s3://$SCRATCH_BUCKET/$(marker_key "$VERSION" binary-package "$distro")" \
+      "$marker" 2>/dev/null; then
       log "skipping $distro: its build wrote no success marker"
       continue
     fi
-    (cd -- "$dir" && sha256sum --check --quiet SHA256SUMS) || die "the staged files of $distro do not match their SHA256SUMS"
-    compgen -G "$dir*.deb" >/dev/null || die "$distro staged no .deb"
+    fetch_staged_packages "$distro" "$marker"
     INCLUDED+=("$distro")
   done
   ((${#INCLUDED[@]} > 0)) || die "no distro of $VERSION has a successful build to publish"
+}
+
+# fetch_staged_packages DISTRO MARKER: the marker's .deb files into INCOMING/DISTRO.
+fetch_staged_packages() {
+  local distro=$1 marker=$2 key sha name instance files=$WORK_DIR/markers/$1.files
+  python3 - "$marker" "s3://$SCRATCH_BUCKET/$VERSION/$distro/" >"$files" 2>"$files.err" <<'PY' ||
+import json, re, sys
+marker, staging = json.load(open(sys.argv[1])), sys.argv[2]
+artifacts = marker.get("artifacts", "")
+attempt = artifacts[len(staging):] if artifacts.startswith(staging) else None
+if attempt is None or not re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*/)?", attempt):
+    sys.exit(f"its artifacts {artifacts!r} are not a staging prefix under {staging}")
+instance = marker.get("instance", "")
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", instance):
+    sys.exit(f"it names no instance ({instance!r})")
+debs = [f for f in marker.get("files", []) if str(f.get("name", "")).endswith(".deb")]
+if not debs:
+    sys.exit("it names no .deb")
+print(instance)
+for f in debs:
+    name, sha = f["name"], str(f.get("sha256", ""))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+~_-]*\.deb", name) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        sys.exit(f"it names {name!r} with sha256 {sha!r}")
+    print(sha, artifacts[len("s3://"):].split("/", 1)[1] + name)
+PY
+    die "the success marker of $distro cannot be published from: $(tail -n 1 -- "$files.err")"
+  mkdir -p -- "$INCOMING/$distro"
+  { read -r instance && while read -r sha key; do
+    name=$(basename -- "$key")
+    aws s3 cp --only-show-errors "s3://$SCRATCH_BUCKET/$key" "$INCOMING/$distro/$name" ||
+      die "the success marker of $distro names s3://$SCRATCH_BUCKET/$key, which cannot be read"
+    [[ $(sha256sum -- "$INCOMING/$distro/$name" | cut -d' ' -f1) == "$sha" ]] ||
+      die "s3://$SCRATCH_BUCKET/$key is not the file the success marker of $distro names (sha256 $sha)"
+  done; } <"$files"
+  log "publishing the build of $distro by $instance: $(find "$INCOMING/$distro" -name '*.deb' | wc -l) packages"
+  printf '%s %s\n' "$distro" "$instance" >>"$PUBLISHED_BUILDS"
 }
 
 # dists_of DISTRO: the apt distributions DISTRO's packages go to (DEBIAN_REPOSITORIES of the
@@ -250,6 +286,7 @@ update_suite() {
   done <"$WORK_DIR/upload-plan"
   upload_file "$os" "$dist" Release.gpg "$SHORT_LIVED"
   switch_in_release "$os" "$dist"
+  invalidate_release_files "$os" "$dist"
   retire_old_by_hash "$os" "$dist"
   PUBLISHED_DISTS+=("$os/$dist")
 }
@@ -270,6 +307,21 @@ switch_in_release() {
     "${condition[@]}" >/dev/null 2>"$WORK_DIR/switch.err" ||
     die "$os/dists/$dist/InRelease changed while this publish held the lease; nothing was switched: $(cat -- "$WORK_DIR/switch.err")"
   log "switched $os/dists/$dist"
+}
+
+# invalidate_release_files OS DIST: right after the switch, the CDN drops exactly the suite's
+# Release files (what clients read first); everything they list is new under its name.
+invalidate_release_files() {
+  local base=/$1/dists/$2 id
+  if [[ -z ${CLOUDFRONT_DISTRIBUTION_ID:-} ]]; then
+    log "no CLOUDFRONT_DISTRIBUTION_ID: $base is not invalidated (its Release files expire in $RELEASE_CACHE_SECONDS s)"
+    return
+  fi
+  id=$(aws cloudfront create-invalidation --distribution-id "$CLOUDFRONT_DISTRIBUTION_ID" --query Invalidation.Id \
+    --output text --invalidation-batch \
+    "Paths={Quantity=3,Items=[$base/InRelease,$base/Release,$base/Release.gpg]},CallerReference=$WORKER_INSTANCE_ID$base-$(date -u +%s%N)") ||
+    die "$base was switched but CloudFront did not take the invalidation of its Release files; re-run the publish"
+  log "invalidated $base/InRelease, Release and Release.gpg ($id)"
 }
 
 # retire_old_by_hash OS DIST: the by-hash files of the generation this publish replaced are
@@ -313,14 +365,32 @@ publish() {
       done
       while read -r dist; do
         update_suite "$os" "$dist" "${debs[@]}"
+        printf '%s %s\n' "$distro" "$os/$dist" >>"$PUBLISHED_SUITES"
       done < <(dists_of "$distro")
     done
   done
 }
 
+# write_success_marker: besides the usual fields, "published": for each distro, the build
+# published (its marker's instance) and the suites it went to, which Verify Release Published
+# reads back from the repositories.
 write_success_marker() {
-  write_manifest "$WORK_DIR/marker.json" "" "packagingBranch=$PACKAGING_BRANCH" \
+  write_manifest "$WORK_DIR/manifest.json" "" "packagingBranch=$PACKAGING_BRANCH" \
     "distros=${INCLUDED[*]}" "dists=${PUBLISHED_DISTS[*]}"
+  python3 - "$WORK_DIR/manifest.json" "$PUBLISHED_BUILDS" "$PUBLISHED_SUITES" >"$WORK_DIR/marker.json" <<'PY'
+import json, sys
+manifest = json.load(open(sys.argv[1]))
+published = {}
+for line in open(sys.argv[2]):
+    distro, instance = line.split()
+    published[distro] = {"instance": instance, "suites": []}
+for line in open(sys.argv[3]):
+    distro, suite = line.split()
+    published[distro]["suites"].append(suite)
+manifest["published"] = published
+json.dump(manifest, sys.stdout, indent=2, sort_keys=True)
+sys.stdout.write("\n")
+PY
   upload_marker "$WORK_DIR/marker.json"
 }
 

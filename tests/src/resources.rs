@@ -112,3 +112,19 @@ pub async fn allow_public_reads(s3: &aws_sdk_s3::Client, bucket: &str) -> Result
 pub fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
+
+/// What an operator does once per signing key (docs/deploy.md): the public key clients use, at
+/// `conf/hhvm.gpg.key` of the download bucket, where publishes are verified against it.
+pub async fn publish_public_key(s3: &aws_sdk_s3::Client, bucket: &str, public_key: &Path) -> Result<(), StackError> {
+    let key = pipeline_core::layout::REPOSITORY_KEYRING_KEY;
+    let body = std::fs::read(public_key).context(format!("read {}", public_key.display()))?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/pgp-keys")
+        .body(body.into())
+        .send()
+        .await
+        .context(format!("S3 PutObject {bucket}/{key}"))?;
+    Ok(())
+}

@@ -214,6 +214,7 @@ impl LocalStack {
         ));
         let settings = settings_of(&deployed, &local, &run_dir)?;
         resources::allow_public_reads(&s3, &settings.downloads_bucket).await?;
+        resources::publish_public_key(&s3, &settings.downloads_bucket, &settings.public_key).await?;
         put_secret_values(&root, &endpoint, &deployed, &local)?;
         std::fs::create_dir_all(&settings.failing_builds_dir)
             .context(format!("create {}", settings.failing_builds_dir.display()))?;
@@ -456,6 +457,25 @@ impl LocalStack {
         };
         let path = self.settings.failing_builds_dir.join(name);
         std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
+    /// Makes every later repository update of `version` die after its pool upload: the local
+    /// worker's gpg refuses to sign the repositories while this marker exists (remove it with
+    /// `succeed_updates_of`).
+    pub fn fail_updates_of(&self, version: &str) -> Result<(), StackError> {
+        let path = self.update_failure_knob(version);
+        std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
+    pub fn succeed_updates_of(&self, version: &str) -> Result<(), StackError> {
+        let path = self.update_failure_knob(version);
+        std::fs::remove_file(&path).context(format!("remove {}", path.display()))
+    }
+
+    fn update_failure_knob(&self, version: &str) -> PathBuf {
+        self.settings
+            .failing_builds_dir
+            .join(format!("{version}_update-repositories"))
     }
 
     /// Keys under `prefix` in `bucket`, sorted.

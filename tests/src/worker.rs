@@ -47,6 +47,19 @@ const APT_GET_STUB: &str = r#"#!/bin/bash
 printf 'apt-get %s\n' "$*" >>"$LOCAL_WORKER_DIR/apt-get.log"
 "#;
 
+/// gpg as the worker finds it, except that signing a repository's Release fails while the
+/// local stack's failure knob for the version's repository update is set (the file
+/// `<VERSION>_update-repositories` in LOCAL_STACK_FAILING_BUILDS): the update then dies after
+/// its pool upload and before any index, as a worker that crashes midway would.
+const GPG_STUB: &str = r#"#!/bin/bash
+failing=${LOCAL_STACK_FAILING_BUILDS:-}
+if [[ -n $failing && -e $failing/${VERSION:-}_update-repositories && " $* " == *" --clearsign "* ]]; then
+  echo "gpg: signing failed on purpose ($failing/${VERSION}_update-repositories)" >&2
+  exit 2
+fi
+PATH=${PATH#*:} exec gpg "$@"
+"#;
+
 /// A GNUPGHOME longer than this would bring gpg-agent's longest socket path
 /// (`<home>/S.gpg-agent.browser`) near the 108 bytes of a Unix socket address; gpg-agent
 /// refused to start with a 107-byte one (a run directory whose process ID had one digit more),
@@ -295,6 +308,7 @@ async fn prepare_and_run(
     std::fs::write(&script_path, &script).context(format!("write {}", script_path.display()))?;
     write_executable(&sandbox.join("bin/shutdown"), SHUTDOWN_STUB)?;
     write_executable(&sandbox.join("bin/apt-get"), APT_GET_STUB)?;
+    write_executable(&sandbox.join("bin/gpg"), GPG_STUB)?;
     let mut gnupg = sandbox.join("gnupg");
     let gnupg_is_temporary = gnupg.as_os_str().len() > MAX_GNUPGHOME_LENGTH;
     if gnupg_is_temporary {

@@ -190,16 +190,18 @@ async fn local_workers_run_the_real_scripts_and_leave_real_artifacts() {
         ("binary-package", Some(distro))
     );
     assert!(run.succeeded(), "the binary package worker failed:\n{}", run.log());
+    // Staged under the attempt's own prefix, which the marker names.
+    let prefix = format!("{VERSION}/{distro}/{}/", run.instance);
     let staged = stack
         .list_keys(&scratch, &format!("{VERSION}/{distro}/"))
         .await
         .expect("list the staged packages");
-    let package = format!("{VERSION}/{distro}/hhvm_{VERSION}-1~bookworm_amd64.deb");
+    let package = format!("{prefix}hhvm_{VERSION}-1~bookworm_amd64.deb");
     for key in [
         package.clone(),
-        format!("{VERSION}/{distro}/hhvm-dev_{VERSION}-1~bookworm_amd64.deb"),
-        format!("{VERSION}/{distro}/hhvm_{VERSION}-1~bookworm_amd64.changes"),
-        format!("{VERSION}/{distro}/SHA256SUMS"),
+        format!("{prefix}hhvm-dev_{VERSION}-1~bookworm_amd64.deb"),
+        format!("{prefix}hhvm_{VERSION}-1~bookworm_amd64.changes"),
+        format!("{prefix}SHA256SUMS"),
     ] {
         assert!(staged.contains(&key), "{key} missing: {staged:?}");
     }
@@ -226,6 +228,9 @@ async fn local_workers_run_the_real_scripts_and_leave_real_artifacts() {
     .expect("the marker is JSON");
     assert_eq!(marker["packageVersion"], format!("{VERSION}-1~bookworm").as_str());
     assert_eq!(marker["distro"], distro);
+    assert_eq!(marker["instance"], run.instance.as_str());
+    assert_eq!(marker["executionName"], "local-worker-test");
+    assert_eq!(marker["artifacts"], format!("s3://{scratch}/{prefix}").as_str());
     assert_terminated(&stack, &run.instance).await;
 
     // The apt repository: update-repos.sh indexes the packages by hash, signs with the

@@ -1,7 +1,9 @@
 //! The four state machines end to end on the local stack: real ASL in moto's execute mode, the
-//! real Lambdas, and the workers' real user data — a nightly built and published and fetched
-//! with apt, two releases built in parallel and published one at a time, a failed build that
-//! publishes nothing and is resumed, and bad input refused before anything starts.
+//! real Lambdas, and the workers' real user data — a nightly and a release started together,
+//! published one at a time and both fetched with apt, two releases built in parallel and
+//! published one at a time, a failed build that publishes nothing and is resumed (and a failed
+//! forced rebuild that the older build does not stand in for), a repository update that dies
+//! midway and a re-run that finishes it, and bad input refused before anything starts.
 //!
 //! Each scenario starts its own stack (its worker is a task of the scenario's runtime), and the
 //! scenarios run one at a time: two stacks would compete for the CPUs and slow each other down.
@@ -43,17 +45,51 @@ async fn start_stack() -> LocalStack {
 
 /// Runs an execution to its end, following its children, with progress on stderr.
 async fn run(stack: &LocalStack, machine: &str, name: &str, input: Value) -> (ExecutionOutcome, Progress) {
-    let arn = stack
-        .start_execution(machine, name, &input)
+    let arn = start(stack, machine, name, &input).await;
+    follow(stack, name, &arn).await
+}
+
+async fn start(stack: &LocalStack, machine: &str, name: &str, input: &Value) -> String {
+    stack
+        .start_execution(machine, name, input)
         .await
-        .unwrap_or_else(|error| panic!("start {machine} {name}: {error}"));
+        .unwrap_or_else(|error| panic!("start {machine} {name}: {error}"))
+}
+
+async fn follow(stack: &LocalStack, name: &str, arn: &str) -> (ExecutionOutcome, Progress) {
     let mut progress =
         Progress::new(&stack.run_dir().join(format!("history-{name}.jsonl")), true).expect("open the history file");
     let outcome = stack
-        .follow_execution(&arn, RUN_TIMEOUT, &mut progress)
+        .follow_execution(arn, RUN_TIMEOUT, &mut progress)
         .await
         .unwrap_or_else(|error| panic!("follow {arn}: {error}"));
     (outcome, progress)
+}
+
+/// When each repository update of `version` held the repositories' lease: the times its
+/// worker's log gives for taking and releasing it.
+async fn lease_sections(stack: &LocalStack, version: &str) -> Vec<(String, String)> {
+    let scratch = &stack.settings().scratch_bucket;
+    let logs = stack
+        .list_keys(scratch, &format!("logs/{version}/update-repositories/"))
+        .await
+        .expect("list the update logs");
+    let mut sections = Vec::new();
+    for key in logs {
+        let log = String::from_utf8(stack.get_object(scratch, &key).await.expect("get an update log")).unwrap();
+        let time_of = |needle: &str| {
+            log.lines()
+                .find(|line| line.contains(needle))
+                .and_then(|line| line.split_whitespace().next())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{key} has no {needle:?}:\n{log}"))
+        };
+        sections.push((
+            time_of("took the repository lease"),
+            time_of("released the repository lease"),
+        ));
+    }
+    sections
 }
 
 fn polling(mut input: Value) -> Value {
@@ -179,12 +215,23 @@ fn report(scenario: &str, started: Instant) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_nightly_is_built_published_signed_and_installable() {
+async fn a_nightly_and_a_release_published_together_take_turns_and_both_install() {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
+    // Started together, through the machines: their repository updates contend for the lease.
+    let release = "4.168.2";
+    let release_arn = start(
+        &stack,
+        "hhvm-build-and-publish",
+        "release",
+        &polling(json!({"version": release})),
+    )
+    .await;
     let (outcome, progress) = run(&stack, "hhvm-build-and-publish", "nightly", polling(json!({}))).await;
     assert!(outcome.succeeded(), "{outcome:?}");
+    let (release_outcome, _) = follow(&stack, "release", &release_arn).await;
+    assert!(release_outcome.succeeded(), "{release_outcome:?}");
     let output = outcome.output.clone().unwrap_or_default();
     assert_eq!(output["nightly"], true, "{output}");
     let version = output["version"]
@@ -225,10 +272,24 @@ async fn a_nightly_is_built_published_signed_and_installable() {
     for distro in DISTROS {
         let staged_debs = scratch
             .iter()
-            .filter(|key| key.starts_with(&format!("{version}/{distro}/hhvm-nightly")) && key.ends_with(".deb"))
+            .filter(|key| {
+                key.starts_with(&format!("{version}/{distro}/i-"))
+                    && key.contains("/hhvm-nightly")
+                    && key.ends_with(".deb")
+            })
             .count();
         assert_eq!(staged_debs, 2, "{distro}: {scratch:?}");
     }
+
+    // One publisher at a time: the lease's holders, from their own logs, never overlapped.
+    let mut sections = lease_sections(&stack, &version).await;
+    sections.extend(lease_sections(&stack, release).await);
+    assert_eq!(sections.len(), 2, "one update each: {sections:?}");
+    sections.sort();
+    assert!(
+        sections[0].1 <= sections[1].0,
+        "the repository updates held the lease at the same time: {sections:?}"
+    );
 
     let publication = inspect_publication(&stack, &version)
         .await
@@ -263,14 +324,19 @@ async fn a_nightly_is_built_published_signed_and_installable() {
         "{:?}",
         publication.index_pages
     );
+    // Right after each switch, exactly that suite's Release files were invalidated: the only
+    // files invalidated (the index pages' invalidations name directories), and no wildcard.
+    let invalidated: Vec<&String> = publication.invalidations.iter().flat_map(|i| &i.paths).collect();
     assert!(
-        publication
-            .invalidations
-            .iter()
-            .any(|i| i.paths.iter().any(|p| p == "/debian/dists/*")),
-        "{:?}",
-        publication.invalidations
+        invalidated.iter().filter(|path| !path.ends_with('/')).all(|path| {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            path.contains("/dists/") && ["InRelease", "Release", "Release.gpg"].contains(&name)
+        }) && !invalidated.iter().any(|path| path.contains('*')),
+        "{invalidated:?}"
     );
+    for path in ["/debian/dists/bookworm/InRelease", "/ubuntu/dists/noble/Release.gpg"] {
+        assert!(invalidated.iter().any(|p| *p == path), "{path}: {invalidated:?}");
+    }
 
     for (repository, suite) in [("debian", "bookworm"), ("ubuntu", "noble")] {
         let download = apt_download(&stack, repository, suite, "hhvm-nightly")
@@ -281,6 +347,14 @@ async fn a_nightly_is_built_published_signed_and_installable() {
             format!("Package: hhvm-nightly\nVersion: {version}-1~{suite}\nArchitecture: amd64\n")
         );
     }
+    // The release went to the same suite as the nightly, and both are there.
+    let download = apt_download(&stack, "debian", "bookworm", "hhvm")
+        .await
+        .unwrap_or_else(|error| panic!("apt-get hhvm from bookworm: {error}"));
+    assert_eq!(
+        download.fields,
+        format!("Package: hhvm\nVersion: {release}-1~bookworm\nArchitecture: amd64\n")
+    );
     // The same check trusting another key (none) fails: apt verified the run's signature.
     let no_key = stack.run_dir().join("no-key.gpg");
     std::fs::write(&no_key, b"").expect("write an empty keyring");
@@ -291,7 +365,7 @@ async fn a_nightly_is_built_published_signed_and_installable() {
     );
     assert!(live_instances(&stack).await.is_empty());
     stack.stop();
-    report("1 (nightly build and publish)", started);
+    report("1 (a nightly and a release together)", started);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -440,8 +514,89 @@ async fn a_failed_build_publishes_nothing_and_a_rerun_rebuilds_only_that_distro(
         );
     }
     assert_eq!(executions(&stack, "hhvm-publish-release").await.len(), 1);
+
+    // A forced rebuild whose worker fails is not satisfied by the marker of the earlier build.
+    stack
+        .fail_builds_of(failing, Some(version))
+        .expect("set the failure knob");
+    let (outcome, _) = run(
+        &stack,
+        "hhvm-build",
+        "forced",
+        polling(json!({"version": version, "distros": [failing], "force": true})),
+    )
+    .await;
+    assert_eq!(
+        (outcome.status.as_str(), outcome.error.as_deref()),
+        ("FAILED", Some("BuildFailed")),
+        "{outcome:?}"
+    );
+    let cause = outcome.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("{failing} (failed)"))
+            && cause.contains("the one there is from the earlier build by i-"),
+        "{cause}"
+    );
     stack.stop();
-    report("3 (failed build, then resumed)", started);
+    report("3 (failed build, then resumed; a failed forced rebuild)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_update_that_dies_after_the_pool_upload_fails_the_publish_and_a_rerun_finishes_it() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let version = "4.168.4";
+    stack.fail_updates_of(version).expect("set the failure knob");
+    let (outcome, _) = run(
+        &stack,
+        "hhvm-build-and-publish",
+        "dying-update",
+        polling(json!({"version": version, "distros": ["debian-12-bookworm"]})),
+    )
+    .await;
+    assert_eq!(
+        (outcome.status.as_str(), outcome.error.as_deref()),
+        ("FAILED", Some("PublishFailed")),
+        "{outcome:?}"
+    );
+    let cause = outcome.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("the repository update wrote no success marker")
+            && cause.contains(&format!("/logs/{version}/update-repositories/i-")),
+        "the cause names the repository update and its log: {cause}"
+    );
+    let publication = inspect_publication(&stack, version)
+        .await
+        .expect("inspect the downloads bucket");
+    assert_eq!(publication.pool_packages.len(), 2, "{:?}", publication.pool_packages);
+    assert!(
+        publication.dists.is_empty(),
+        "no suite was switched: {:?}",
+        publication.dists
+    );
+    assert!(live_instances(&stack).await.is_empty(), "instances left running");
+
+    // The same input again, once the update can finish: the publish completes.
+    stack.succeed_updates_of(version).expect("remove the failure knob");
+    let failed_publish = executions(&stack, "hhvm-publish-release")
+        .await
+        .into_iter()
+        .next()
+        .expect("the parent started a publish");
+    assert_eq!(failed_publish.status().as_str(), "FAILED");
+    let input = execution_input(&stack, failed_publish.execution_arn()).await;
+    let (outcome, _) = run(&stack, "hhvm-publish-release", "publish-again", input).await;
+    assert!(outcome.succeeded(), "{outcome:?}");
+    let download = apt_download(&stack, "debian", "bookworm", "hhvm")
+        .await
+        .unwrap_or_else(|error| panic!("apt-get from bookworm: {error}"));
+    assert_eq!(
+        download.fields,
+        format!("Package: hhvm\nVersion: {version}-1~bookworm\nArchitecture: amd64\n")
+    );
+    stack.stop();
+    report("5 (a repository update dies, a rerun finishes it)", started);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

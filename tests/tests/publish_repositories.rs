@@ -17,6 +17,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const INSTANCE: &str = "i-0123456789abcdef0";
+/// The build worker whose staged packages the tests publish.
+const BUILDER: &str = "i-0fedcba9876543210";
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -103,13 +105,16 @@ impl World {
     }
 
     /// Builds VERSION's packages for bookworm with dpkg-deb and stages them as a successful
-    /// build does: the files, SHA256SUMS, the success marker.
+    /// build does: the files and SHA256SUMS under the attempt's own prefix, then the success
+    /// marker naming that prefix and each file's SHA-256.
     async fn stage_build(&self, version: &str) {
         let distro = "debian-12-bookworm";
+        let staging = format!("{version}/{distro}/{BUILDER}/");
         let out = self.dir.join(format!("build-{version}"));
         std::fs::create_dir_all(&out).unwrap();
         let package_version = format!("{version}-1~bookworm");
         let mut sums = String::new();
+        let mut files = Vec::new();
         for package in ["hhvm", "hhvm-dev"] {
             let root = out.join(format!("root-{package}"));
             std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
@@ -138,19 +143,19 @@ impl World {
             assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
             let bytes = std::fs::read(&deb).unwrap();
             sums.push_str(&format!("{}  {deb_name}\n", hex_sha256(&bytes)));
-            self.put(&self.scratch, &format!("{version}/{distro}/{deb_name}"), bytes)
-                .await;
+            files.push(serde_json::json!({"name": deb_name, "bytes": bytes.len(), "sha256": hex_sha256(&bytes)}));
+            self.put(&self.scratch, &format!("{staging}{deb_name}"), bytes).await;
         }
-        self.put(
-            &self.scratch,
-            &format!("{version}/{distro}/SHA256SUMS"),
-            sums.into_bytes(),
-        )
-        .await;
+        self.put(&self.scratch, &format!("{staging}SHA256SUMS"), sums.into_bytes())
+            .await;
+        let marker = serde_json::json!({
+            "job": "binary-package", "version": version, "distro": distro, "instance": BUILDER,
+            "executionName": "build-1", "artifacts": format!("s3://{}/{staging}", self.scratch), "files": files,
+        });
         self.put(
             &self.scratch,
             &format!("markers/{version}/binary-package/{distro}.json"),
-            b"{}".to_vec(),
+            marker.to_string().into_bytes(),
         )
         .await;
     }
@@ -709,6 +714,93 @@ async fn re_running_a_publish_succeeds_and_changes_no_package() {
     let again = world.publish("4.168.2", "again", &[]);
     assert_succeeded(&again, &world, "again");
     assert_eq!(world.packages_of("bookworm").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_the_files_the_marker_names_are_published_checked_by_sha256() {
+    let world = World::new("exact").await;
+    world.stage_build("4.168.2").await;
+    // An earlier attempt's package, staged beside this one's: not named by the marker.
+    let stray = "4.168.2/debian-12-bookworm/i-0000000000000000a/hhvm-stray_4.168.2-1~bookworm_amd64.deb";
+    world.put(&world.scratch, stray, b"an earlier attempt".to_vec()).await;
+    assert_succeeded(&world.publish("4.168.2", "run", &[]), &world, "run");
+    assert_eq!(
+        world.packages_of("bookworm").await,
+        ["hhvm 4.168.2-1~bookworm", "hhvm-dev 4.168.2-1~bookworm"]
+    );
+    assert!(world.log("run").contains(&format!(
+        "publishing the build of debian-12-bookworm by {BUILDER}: 2 packages"
+    )));
+    let marker: Value = serde_json::from_slice(
+        &world
+            .get(&world.scratch, "markers/4.168.2/update-repositories.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        marker["published"],
+        serde_json::json!({"debian-12-bookworm": {"instance": BUILDER, "suites": ["debian/bookworm", "debian/bookworm-4.168"]}})
+    );
+
+    // A staged file that is not the one the marker names stops the publish before the lease.
+    world.stage_build("4.168.3").await;
+    let swapped = format!("4.168.3/debian-12-bookworm/{BUILDER}/hhvm_4.168.3-1~bookworm_amd64.deb");
+    world
+        .put(&world.scratch, &swapped, b"changed after the build".to_vec())
+        .await;
+    let output = world.publish("4.168.3", "swapped", &[]);
+    assert!(!output.status.success());
+    let log = world.log("swapped");
+    assert!(
+        log.contains(&format!(
+            "s3://{}/{swapped} is not the file the success marker of debian-12-bookworm names",
+            world.scratch
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("took the repository lease"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_suite_s_release_files_are_invalidated_right_after_its_switch() {
+    let world = World::new("invalidation").await;
+    world.stage_build("4.168.2").await;
+    let cloudfront = aws_sdk_cloudfront::Client::new(&moto().server.sdk_config().await);
+    let distribution = pipeline_testing::cloudfront::create_distribution(&cloudfront).await;
+    let settings = [("CLOUDFRONT_DISTRIBUTION_ID", distribution.as_str())];
+    assert_succeeded(&world.publish("4.168.2", "run", &settings), &world, "run");
+
+    let mut invalidated: Vec<Vec<String>> = pipeline_testing::cloudfront::invalidations(&cloudfront, &distribution)
+        .await
+        .into_iter()
+        .map(|(_, mut paths)| {
+            paths.sort();
+            paths
+        })
+        .collect();
+    invalidated.sort();
+    let release_files =
+        |suite: &str| ["InRelease", "Release", "Release.gpg"].map(|name| format!("/debian/dists/{suite}/{name}"));
+    assert_eq!(
+        invalidated,
+        [release_files("bookworm-4.168"), release_files("bookworm")]
+    );
+    let log = world.log("run");
+    let lines: Vec<&str> = log.lines().collect();
+    for suite in ["bookworm", "bookworm-4.168"] {
+        let switched = lines
+            .iter()
+            .position(|line| line.ends_with(&format!("switched debian/dists/{suite}")))
+            .unwrap_or_else(|| panic!("no switch of {suite}:\n{log}"));
+        assert!(
+            lines[switched + 1].contains(&format!(
+                "invalidated /debian/dists/{suite}/InRelease, Release and Release.gpg"
+            )),
+            "the line after the switch of {suite}: {:?}",
+            lines[switched + 1]
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -218,7 +218,7 @@ fn binary_package_uploads_packages_with_checksums_then_the_marker_last() {
     let upload = run.position(&[
         "aws s3 cp",
         "--recursive",
-        "s3://hhvm-scratch/4.168.2/debian-12-bookworm/",
+        "s3://hhvm-scratch/4.168.2/debian-12-bookworm/i-0123456789abcdef0/",
     ]);
     let cache = run.position(&["aws s3 sync", "s3://hhvm-nodist/debian-12-bookworm/"]);
     let marker_upload = run.position(&["s3://hhvm-scratch/markers/4.168.2/binary-package/debian-12-bookworm.json"]);
@@ -232,7 +232,8 @@ fn binary_package_uploads_packages_with_checksums_then_the_marker_last() {
         "INSTANCE_ID was given, IMDS must not be asked"
     );
 
-    let staged = "hhvm-scratch/4.168.2/debian-12-bookworm";
+    // This attempt's own prefix: the instance that built it.
+    let staged = "hhvm-scratch/4.168.2/debian-12-bookworm/i-0123456789abcdef0";
     let sums = sandbox
         .get(&format!("{staged}/SHA256SUMS"))
         .expect("SHA256SUMS uploaded");
@@ -252,6 +253,11 @@ fn binary_package_uploads_packages_with_checksums_then_the_marker_last() {
     assert_eq!(marker["distro"], "debian-12-bookworm");
     assert_eq!(marker["job"], "binary-package");
     assert_eq!(marker["packageVersion"], "4.168.2-1~bookworm");
+    assert_eq!(marker["instance"], "i-0123456789abcdef0");
+    assert_eq!(
+        marker["artifacts"],
+        "s3://hhvm-scratch/4.168.2/debian-12-bookworm/i-0123456789abcdef0/"
+    );
     assert_eq!(
         marker["sourceTarballSha256"],
         sha256_of(&sandbox.s3_path("hhvm-scratch/hhvm-4.168.2.tar.gz")).as_str()
@@ -343,15 +349,44 @@ fn source_tarball_is_signed_uploaded_with_checksums_then_marked() {
     let import = run.position(&["gpg --batch --quiet --import"]);
     let command = run.position(&["source-command VERSION=2026.11.21 IS_NIGHTLY=true GIT_SSH_COMMAND=set"]);
     let sign = run.position(&["gpg", "--local-user D386EB94", "--detach-sign"]);
-    let tarball = run.position(&[
-        "aws s3 cp",
-        "s3://hhvm-downloads/source/nightlies/hhvm-nightly-2026.11.21.tar.gz",
-    ]);
+    // Uploaded under temporary names, then copied into place (the tarball after its
+    // signature and checksums), the temporary copies removed, and the marker last.
+    let uploads = "s3://hhvm-scratch/uploads/source-tarball/i-0123456789abcdef0";
+    let temporary = run
+        .calls
+        .iter()
+        .position(|call| call.ends_with(&format!(" {uploads}/hhvm-nightly-2026.11.21.tar.gz")))
+        .unwrap_or_else(|| panic!("no upload under a temporary name: {:?}", run.calls));
+    let final_key = "s3://hhvm-downloads/source/nightlies/hhvm-nightly-2026.11.21.tar.gz";
+    let in_place = |suffix: &str| {
+        run.calls
+            .iter()
+            .position(|call| {
+                call.starts_with(&format!("aws s3 cp --only-show-errors {uploads}/"))
+                    && call.ends_with(&format!(" {final_key}{suffix}"))
+            })
+            .unwrap_or_else(|| panic!("no copy into {final_key}{suffix}: {:?}", run.calls))
+    };
+    let (sig, sums, tarball) = (in_place(".sig"), in_place(".sha256"), in_place(""));
+    let removed = run.position(&["aws s3 rm", "--recursive", &format!("{uploads}/")]);
     let marker_upload = run.position(&["s3://hhvm-scratch/markers/2026.11.21/source-tarball.json"]);
     assert!(
-        secret < import && command < sign && sign < tarball && tarball < marker_upload,
+        secret < import
+            && command < sign
+            && sign < temporary
+            && temporary < sig
+            && sig < sums
+            && sums < tarball
+            && tarball < removed
+            && removed < marker_upload,
         "{:?}",
         run.calls
+    );
+    assert!(
+        sandbox
+            .get("hhvm-scratch/uploads/source-tarball/i-0123456789abcdef0/hhvm-nightly-2026.11.21.tar.gz")
+            .is_none(),
+        "the temporary copies are removed"
     );
     assert!(run.has_call(&["--secret-id hhvm/staging-repo-deploy-key"]));
 

@@ -1,7 +1,8 @@
 //! `hhvm-build-binary-packages`: starts one worker per distro to build the binary packages of
 //! `version` from the source tarball at `source`, and adds `distros` (every distro of this
-//! build), `skippedDistros` (those already built) and `instances` (one per started or
-//! re-found worker, in distro order) to the pass-through payload.
+//! build), `skippedDistros` (those already built), `instances` (one per started or re-found
+//! worker, in distro order) and `builds` (`{distro, instance}` of each of those workers: Verify
+//! Builds accepts only the success markers they write) to the pass-through payload.
 //!
 //! - The distros are the input's `distros` (validated) or `CURRENT_TARGETS` on the packaging
 //!   branch.
@@ -19,7 +20,7 @@ use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
-use pipeline_core::launch::{LaunchPlan, WorkerRequest};
+use pipeline_core::launch::{DistroBuild, LaunchPlan, WorkerRequest};
 use pipeline_core::layout::{JobKind, marker_key};
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{Prelude, PreludeValue, base_prelude, worker_user_data};
@@ -80,7 +81,7 @@ pub fn shared_prelude(
     config: &LaunchConfig,
 ) -> Result<Prelude, PipelineError> {
     let worker = &request.worker;
-    let mut prelude = base_prelude(&worker.version, buckets, &config.worker_settings)?;
+    let mut prelude = base_prelude(worker, buckets, &config.worker_settings)?;
     prelude
         .set(
             "PACKAGING_BRANCH",
@@ -146,6 +147,7 @@ where
     });
     let version = request.worker.version;
     let mut to_build = Vec::new();
+    let mut building = Vec::new();
     let mut skipped = Vec::new();
     for distro in &distros {
         let marker = S3Location {
@@ -157,6 +159,7 @@ where
             skipped.push(distro.clone());
         } else {
             to_build.push(plan_distro(&request, &shared, distro, &deps.config)?);
+            building.push(distro.clone());
         }
     }
     let launched = pipeline_aws::launch::launch_workers(&deps.ec2, to_build, deps.parallelism).await?;
@@ -165,6 +168,16 @@ where
     payload.set("distros", &distros);
     payload.set("skippedDistros", &skipped);
     payload.set("instances", launched.iter().map(|l| &l.instance_id).collect::<Vec<_>>());
+    // `launch_workers` answers in plan order.
+    let builds: Vec<DistroBuild> = building
+        .into_iter()
+        .zip(launched)
+        .map(|(distro, launched)| DistroBuild {
+            distro,
+            instance: launched.instance_id,
+        })
+        .collect();
+    payload.set("builds", &builds);
     Ok(payload.into_value())
 }
 

@@ -73,6 +73,14 @@ async fn launches_one_configured_worker_per_distro() {
     assert_eq!(output["skippedDistros"], json!([]));
     let ids: Vec<String> = serde_json::from_value(output["instances"].clone()).unwrap();
     assert_eq!(ids.len(), 2);
+    assert_eq!(
+        output["builds"],
+        json!([
+            {"distro": "debian-12-bookworm", "instance": ids[0]},
+            {"distro": "ubuntu-24.04-noble", "instance": ids[1]},
+        ]),
+        "each started worker with its distro"
+    );
     for field in ["version", "source", "packagingBranch", "executionName", "extra"] {
         assert_eq!(output[field], input[field], "{field} passes through");
     }
@@ -98,6 +106,7 @@ async fn launches_one_configured_worker_per_distro() {
                 ("SOURCE_KEY", "hhvm-4.168.2.tar.gz"),
                 ("SCRATCH_BUCKET", deps.buckets.scratch.as_str()),
                 ("NODIST_BUCKET", "hhvm-nodist"),
+                ("EXECUTION_NAME", &execution),
             ],
         };
         let script = assert_worker_configured(&deps.ec2, id, &expected).await;
@@ -143,6 +152,11 @@ async fn distros_with_a_success_marker_are_skipped_unless_forced() {
     let launched = instances_of_execution(&deps.ec2, &execution).await;
     assert_eq!(launched.len(), 1);
     assert_eq!(launched[0].tags["Distro"], "ubuntu-24.04-noble");
+    assert_eq!(
+        output["builds"],
+        json!([{"distro": "ubuntu-24.04-noble", "instance": launched[0].id}]),
+        "a skipped distro has no build of this call"
+    );
 
     let execution = unique_name("exec");
     let mut forced = input(&execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));

@@ -36,7 +36,7 @@ pub fn plan(payload: &Payload, buckets: &Buckets, config: &LaunchConfig) -> Resu
         "source",
         "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
     )?;
-    let mut prelude = base_prelude(&request.version, buckets, &config.worker_settings)?;
+    let mut prelude = base_prelude(&request, buckets, &config.worker_settings)?;
     prelude
         .set(
             "PACKAGING_BRANCH",

@@ -8,17 +8,31 @@
 //! `pipeline_core::layout` — and derives pool keys from the file names in the marker, where the
 //! original guessed `<pkg>_<v>-1~<codename>_amd64.deb` and broke whenever PKGVER changed.
 //!
+//! A distro is `published` only when a client would install this build: the repository
+//! update's marker says it published the build whose marker this is (same worker instance), and
+//! in each suite it went to, the `InRelease` verifies with the public key clients use
+//! (`conf/hhvm.gpg.key` of the download bucket), the indices it lists are there with the
+//! stated sizes and SHA-256, and a `Packages` index lists every `.deb` of the marker with the
+//! marker's SHA-256 (`repository`).
+//!
 //! With `require: "built"` or `require: "published"` it is also the state machines' check that
 //! the work really happened: it fails with `BuildFailed` / `PublishFailed`, naming every
-//! artifact short of that (with its log), instead of returning the report.
+//! artifact short of that (with its log), instead of returning the report. With `builds` (what
+//! `hhvm-build-binary-packages` started), a distro counts as built only by the marker its
+//! worker wrote: an older marker never stands in for a rebuild that failed.
+
+pub mod repository;
+
+use std::collections::{BTreeMap, HashMap};
 
 use pipeline_aws::config::Source;
 use pipeline_aws::s3::ObjectSummary;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
-use pipeline_core::layout::{JobKind, log_prefix, marker_key};
+use pipeline_core::launch::{DistroBuild, read_builds};
+use pipeline_core::layout::{JobKind, REPOSITORY_KEYRING_KEY, log_key, log_prefix, marker_key};
 use pipeline_core::s3::Buckets;
-use pipeline_core::{Distro, ObjectKey, PackagingBranch, Payload, PipelineError, S3Location, Version};
+use pipeline_core::{Distro, InstanceId, ObjectKey, PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -94,7 +108,38 @@ pub struct Marker {
     pub distro: Option<String>,
     #[serde(default)]
     pub package_version: Option<String>,
+    /// The worker instance that wrote it.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// The execution that started that worker (empty for a hand invocation).
+    #[serde(default)]
+    pub execution_name: Option<String>,
     pub files: Vec<MarkerFile>,
+}
+
+impl Marker {
+    /// Who wrote it, for messages: `i-… (execution …)`.
+    fn writer(&self) -> String {
+        let instance = self.instance.as_deref().unwrap_or("an unknown instance");
+        match self.execution_name.as_deref().filter(|name| !name.is_empty()) {
+            Some(execution) => format!("{instance} (execution {execution})"),
+            None => instance.to_string(),
+        }
+    }
+}
+
+/// The repository update's success marker: for each distro, the build it published and the
+/// suites (`debian/bookworm`, …) it went to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct UpdateMarker {
+    #[serde(default)]
+    pub published: BTreeMap<String, PublishedBuild>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PublishedBuild {
+    pub instance: String,
+    pub suites: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -139,22 +184,62 @@ pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<
         .collect()
 }
 
-/// A distro's status from what was found: pure.
+/// Whether the marker is the one this build's worker wrote (`expected`, from `builds`); any
+/// marker counts when no worker was started for the distro.
+pub fn check_build_identity(marker: &Marker, expected: Option<&InstanceId>) -> Result<(), String> {
+    match expected {
+        Some(expected) if marker.instance.as_deref() != Some(expected.as_str()) => Err(format!(
+            "its worker {expected} wrote no success marker; the one there is from the earlier build by {}",
+            marker.writer()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a suite's `Packages` indices (`listed`: `Filename`, `SHA256`) list every `.deb` of
+/// the marker (at `pool_keys`, `<os>/pool/...`) with the marker's SHA-256.
+pub fn check_listed(
+    suite: &str,
+    listed: &[(String, String)],
+    marker: &Marker,
+    pool_keys: &[String],
+) -> Result<(), String> {
+    let debs = marker.files.iter().filter(|file| file.name.ends_with(".deb"));
+    for (file, key) in debs.zip(pool_keys) {
+        let filename = key.split_once('/').map_or(key.as_str(), |(_, rest)| rest);
+        let Some(sha256) = file.sha256.as_deref() else {
+            return Err(format!("the success marker states no sha256 for {}", file.name));
+        };
+        if !listed.iter().any(|(name, sha)| name == filename && sha == sha256) {
+            return Err(match listed.iter().find(|(name, _)| name == filename) {
+                Some((_, other)) => format!("{suite} lists {filename} with sha256 {other}, not this build's {sha256}"),
+                None => format!("{suite} does not list {filename}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A distro's status from what was found: pure. `publication` is whether the repositories
+/// list this build (and why not).
 pub fn classify_distro(
     marker: Option<Result<(Marker, Vec<String>), String>>,
-    all_in_pool: bool,
+    publication: Result<(), String>,
     log: Option<S3Location>,
 ) -> ArtifactStatus {
     match marker {
         Some(Ok((marker, packages))) => {
-            let published = all_in_pool && !packages.is_empty();
-            let mut status = ArtifactStatus::new(if published {
-                Status::Published
-            } else {
-                Status::BuiltNotPublished
-            });
+            let mut status = ArtifactStatus::new(Status::BuiltNotPublished);
             if packages.is_empty() {
                 status.problem = Some("the success marker lists no .deb files".into());
+            } else {
+                match publication {
+                    Ok(()) => status.status = Status::Published,
+                    Err(problem) => {
+                        status.problem = Some(problem);
+                        status.log = log;
+                    }
+                }
             }
             status.package_version = marker.package_version;
             status.packages = packages;
@@ -296,6 +381,17 @@ pub struct Request {
     /// `None`: read CURRENT_TARGETS of the branch.
     pub distros: Option<Vec<Distro>>,
     pub require: Option<Requirement>,
+    /// The workers this build started (`builds` of hhvm-build-binary-packages).
+    pub builds: Vec<DistroBuild>,
+}
+
+impl Request {
+    fn worker_of(&self, distro: &Distro) -> Option<&InstanceId> {
+        self.builds
+            .iter()
+            .find(|build| &build.distro == distro)
+            .map(|build| &build.instance)
+    }
 }
 
 pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, PipelineError> {
@@ -319,11 +415,13 @@ pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, Pipel
             ));
         }
     };
+    let builds = read_builds(payload)?.unwrap_or_default();
     Ok(Request {
         version,
         packaging_branch,
         distros,
         require,
+        builds,
     })
 }
 
@@ -372,36 +470,220 @@ async fn source_status(
     Ok(status)
 }
 
-async fn distro_status(
+/// The published repositories, read as a client reads them, each suite once per request.
+struct Repositories<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    downloads: &'a pipeline_core::BucketName,
+    keyring: Option<Result<String, String>>,
+    suites: HashMap<String, Result<Vec<(String, String)>, String>>,
+}
+
+impl<'a> Repositories<'a> {
+    fn new(s3: &'a aws_sdk_s3::Client, downloads: &'a pipeline_core::BucketName) -> Self {
+        Repositories {
+            s3,
+            downloads,
+            keyring: None,
+            suites: HashMap::new(),
+        }
+    }
+
+    async fn text(&self, key: &str) -> Result<Option<Vec<u8>>, PipelineError> {
+        pipeline_aws::s3::get_object_bytes(self.s3, &location(self.downloads, key)).await
+    }
+
+    async fn keyring(&mut self) -> Result<Result<String, String>, PipelineError> {
+        if self.keyring.is_none() {
+            let found = match self.text(REPOSITORY_KEYRING_KEY).await? {
+                Some(bytes) => String::from_utf8(bytes).map_err(|_| "it is not text".to_string()),
+                None => Err("it is missing".to_string()),
+            };
+            self.keyring = Some(found.map_err(|problem| {
+                format!(
+                    "the public key s3://{}/{REPOSITORY_KEYRING_KEY} cannot be read ({problem}): clients cannot verify anything",
+                    self.downloads
+                )
+            }));
+        }
+        Ok(self.keyring.clone().expect("just read"))
+    }
+
+    /// `(Filename, SHA256)` of every package the suite's verified indices list, or why a
+    /// client would not get that far.
+    async fn listed(&mut self, suite: &str) -> Result<Result<Vec<(String, String)>, String>, PipelineError> {
+        if let Some(listed) = self.suites.get(suite) {
+            return Ok(listed.clone());
+        }
+        let listed = self.read_suite(suite).await?;
+        self.suites.insert(suite.to_string(), listed.clone());
+        Ok(listed)
+    }
+
+    async fn read_suite(&mut self, suite: &str) -> Result<Result<Vec<(String, String)>, String>, PipelineError> {
+        let Some((os, dist)) = suite.split_once('/').filter(|(os, dist)| {
+            matches!(*os, "debian" | "ubuntu")
+                && !dist.is_empty()
+                && dist
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        }) else {
+            return Ok(Err(format!(
+                "the repository update names a suite {suite:?} that is not <os>/<dist>"
+            )));
+        };
+        let keyring = match self.keyring().await? {
+            Ok(keyring) => keyring,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let directory = format!("{os}/dists/{dist}");
+        let Some(in_release) = self.text(&format!("{directory}/InRelease")).await? else {
+            return Ok(Err(format!("{directory}/InRelease is not published")));
+        };
+        let release = String::from_utf8(in_release)
+            .map_err(|_| "InRelease is not text".to_string())
+            .and_then(|text| repository::verified_release(&text, &keyring))
+            .and_then(|text| repository::parse_release(&text));
+        let release = match release {
+            Ok(release) => release,
+            Err(problem) => return Ok(Err(format!("{directory}: {problem}"))),
+        };
+        let mut listed = Vec::new();
+        for file in &release.files {
+            let path = if release.acquire_by_hash {
+                file.by_hash_path()
+            } else {
+                file.path.clone()
+            };
+            let Some(bytes) = self.text(&format!("{directory}/{path}")).await? else {
+                return Ok(Err(format!(
+                    "{directory}/InRelease lists {}, but {path} is not published",
+                    file.path
+                )));
+            };
+            if let Err(problem) = file.check(&bytes) {
+                return Ok(Err(format!("{directory}/{path}: {problem}")));
+            }
+            if file.is_packages_index() {
+                match repository::packages_text(file, &bytes) {
+                    Ok(text) => listed.extend(repository::listed_packages(&text)),
+                    Err(problem) => return Ok(Err(format!("{directory}: {problem}"))),
+                }
+            }
+        }
+        Ok(Ok(listed))
+    }
+}
+
+/// The repository update's marker, and the log of its newest worker (for messages).
+struct UpdateRecord {
+    marker: Option<Result<UpdateMarker, String>>,
+    log: Option<S3Location>,
+}
+
+async fn update_record(
     s3: &aws_sdk_s3::Client,
     buckets: &Buckets,
     version: &Version,
+) -> Result<UpdateRecord, PipelineError> {
+    let marker = S3Location {
+        bucket: buckets.scratch.clone(),
+        path: marker_key(version, JobKind::UpdateRepositories, None),
+    };
+    let marker = pipeline_aws::s3::get_object_bytes(s3, &marker).await?.map(|bytes| {
+        serde_json::from_slice(&bytes)
+            .map_err(|error| format!("the repository update's success marker is not valid: {error}"))
+    });
+    let log = newest_log_under(s3, buckets, &log_prefix(version, JobKind::UpdateRepositories, None)).await?;
+    Ok(UpdateRecord { marker, log })
+}
+
+/// Whether the repositories list this build of the distro, and why not.
+async fn publication(
+    repositories: &mut Repositories<'_>,
+    update: &UpdateRecord,
+    distro: &Distro,
+    marker: &Marker,
+    pool_keys: &[String],
+) -> Result<Result<(), String>, PipelineError> {
+    for key in pool_keys {
+        if !pipeline_aws::s3::object_exists(repositories.s3, &location(repositories.downloads, key)).await? {
+            return Ok(Err(format!("{key} is not in the pool")));
+        }
+    }
+    let published = match &update.marker {
+        None => {
+            return Ok(Err(
+                "the repository update wrote no success marker for this version".into()
+            ));
+        }
+        Some(Err(problem)) => return Ok(Err(problem.clone())),
+        Some(Ok(update)) => update.published.get(distro.as_str()),
+    };
+    let Some(published) = published else {
+        return Ok(Err("the repository update did not publish this distro".into()));
+    };
+    if marker.instance.as_deref() != Some(published.instance.as_str()) {
+        return Ok(Err(format!(
+            "the repositories have the build by {}, not this build by {}",
+            published.instance,
+            marker.writer()
+        )));
+    }
+    for suite in &published.suites {
+        let listed = match repositories.listed(suite).await? {
+            Ok(listed) => listed,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        if let Err(problem) = check_listed(suite, &listed, marker, pool_keys) {
+            return Ok(Err(problem));
+        }
+    }
+    Ok(Ok(()))
+}
+
+async fn distro_status(
+    s3: &aws_sdk_s3::Client,
+    buckets: &Buckets,
+    repositories: &mut Repositories<'_>,
+    update: &UpdateRecord,
+    request: &Request,
     distro: &Distro,
 ) -> Result<ArtifactStatus, PipelineError> {
+    let version = &request.version;
     let marker_location = S3Location {
         bucket: buckets.scratch.clone(),
         path: marker_key(version, JobKind::BinaryPackage, Some(distro)),
     };
+    let worker = request.worker_of(distro);
     let marker = pipeline_aws::s3::get_object_bytes(s3, &marker_location)
         .await?
         .map(|bytes| {
-            parse_marker(&bytes).and_then(|marker| pool_keys(version, distro, &marker).map(|keys| (marker, keys)))
+            parse_marker(&bytes).and_then(|marker| {
+                check_build_identity(&marker, worker)?;
+                pool_keys(version, distro, &marker).map(|keys| (marker, keys))
+            })
         });
-    let mut all_in_pool = true;
-    if let Some(Ok((_, keys))) = &marker {
-        for key in keys {
-            if !pipeline_aws::s3::object_exists(s3, &location(&buckets.downloads, key)).await? {
-                all_in_pool = false;
-                break;
+    let mut publication_log = None;
+    let published = match &marker {
+        Some(Ok((marker, keys))) => {
+            let published = publication(repositories, update, distro, marker, keys).await?;
+            if published.is_err() {
+                publication_log = update.log.clone();
             }
+            published
         }
-    }
-    let log = match &marker {
-        Some(Ok(_)) => None,
+        _ => Ok(()),
+    };
+    let log = match (&marker, worker) {
+        (Some(Ok(_)), _) => publication_log,
+        (_, Some(worker)) => Some(location(
+            &buckets.scratch,
+            &log_key(version, JobKind::BinaryPackage, Some(distro), worker.as_str()),
+        )),
         _ => newest_log_under(s3, buckets, &log_prefix(version, JobKind::BinaryPackage, Some(distro))).await?,
     };
     let has_marker = marker.is_some();
-    let mut status = classify_distro(marker, all_in_pool, log);
+    let mut status = classify_distro(marker, published, log);
     if has_marker {
         status.marker = Some(marker_location);
     }
@@ -421,7 +703,7 @@ pub async fn handle_on(
 ) -> Result<Value, PipelineError> {
     let payload = Payload::from_value(event)?;
     let request = parse_request(&payload, today)?;
-    let distros = match request.distros {
+    let distros = match request.distros.clone() {
         Some(distros) => distros,
         None => {
             pipeline_aws::packaging::fetch_current_targets(&config.current_targets_url, &request.packaging_branch)
@@ -432,11 +714,11 @@ pub async fn handle_on(
         "source".to_string(),
         source_status(s3, &config.buckets, &request.version).await?,
     )];
+    let update = update_record(s3, &config.buckets, &request.version).await?;
+    let mut repositories = Repositories::new(s3, &config.buckets.downloads);
     for distro in &distros {
-        artifacts.push((
-            distro.to_string(),
-            distro_status(s3, &config.buckets, &request.version, distro).await?,
-        ));
+        let status = distro_status(s3, &config.buckets, &mut repositories, &update, &request, distro).await?;
+        artifacts.push((distro.to_string(), status));
     }
     if let Some(error) = request
         .require
@@ -491,11 +773,13 @@ mod tests {
             version: None,
             distro: None,
             package_version: Some("4.168.2-2~bookworm".into()),
+            instance: Some("i-0123456789abcdef0".into()),
+            execution_name: Some("nightly-2026-11-21".into()),
             files: files
                 .iter()
                 .map(|name| MarkerFile {
                     name: name.to_string(),
-                    sha256: None,
+                    sha256: Some(format!("{:0>64}", name.len())),
                 })
                 .collect(),
         }
@@ -616,19 +900,67 @@ mod tests {
                 vec!["debian/pool/main/h/hhvm/a.deb".to_string()],
             )))
         };
-        assert_eq!(classify_distro(found(), true, None).status, Status::Published);
-        assert_eq!(classify_distro(found(), false, None).status, Status::BuiltNotPublished);
         let log: S3Location = serde_json::from_value(json!({"bucket": "hhvm-scratch", "path": "logs/x.log"})).unwrap();
-        let failed = classify_distro(None, true, Some(log.clone()));
+        assert_eq!(classify_distro(found(), Ok(()), None).status, Status::Published);
+        let unlisted = classify_distro(found(), Err("not listed".into()), Some(log.clone()));
+        assert_eq!(
+            (unlisted.status, unlisted.problem.as_deref(), unlisted.log.as_ref()),
+            (Status::BuiltNotPublished, Some("not listed"), Some(&log))
+        );
+        let failed = classify_distro(None, Ok(()), Some(log.clone()));
         assert_eq!((failed.status, failed.log), (Status::Failed, Some(log)));
-        assert_eq!(classify_distro(None, true, None).status, Status::NotBuilt);
-        let broken = classify_distro(Some(Err("bad".into())), true, None);
+        assert_eq!(classify_distro(None, Ok(()), None).status, Status::NotBuilt);
+        let broken = classify_distro(Some(Err("bad".into())), Ok(()), None);
         assert_eq!(
             (broken.status, broken.problem.as_deref()),
             (Status::Failed, Some("bad"))
         );
-        let empty = classify_distro(Some(Ok((marker(&[]), vec![]))), true, None);
+        let empty = classify_distro(Some(Ok((marker(&[]), vec![]))), Ok(()), None);
         assert_eq!(empty.status, Status::BuiltNotPublished);
+    }
+
+    #[test]
+    fn only_the_marker_of_this_builds_worker_counts() {
+        let marker = marker(&["a.deb"]);
+        assert_eq!(check_build_identity(&marker, None), Ok(()));
+        let own: InstanceId = "i-0123456789abcdef0".parse().unwrap();
+        assert_eq!(check_build_identity(&marker, Some(&own)), Ok(()));
+        let rebuild: InstanceId = "i-0fedcba9876543210".parse().unwrap();
+        assert_eq!(
+            check_build_identity(&marker, Some(&rebuild)),
+            Err(
+                "its worker i-0fedcba9876543210 wrote no success marker; the one there is from the \
+                 earlier build by i-0123456789abcdef0 (execution nightly-2026-11-21)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_suite_lists_this_build_only_with_its_checksums() {
+        let marker = marker(&["a.deb", "a.changes", "bb.deb"]);
+        let keys = [
+            "debian/pool/main/h/hhvm/a.deb".to_string(),
+            "debian/pool/main/h/hhvm/bb.deb".to_string(),
+        ];
+        let listed = |second: &str| {
+            vec![
+                ("pool/main/h/hhvm/a.deb".to_string(), format!("{:0>64}", 5)),
+                ("pool/main/h/hhvm/bb.deb".to_string(), second.to_string()),
+            ]
+        };
+        let this_build = format!("{:0>64}", 6);
+        assert_eq!(
+            check_listed("debian/bookworm", &listed(&this_build), &marker, &keys),
+            Ok(())
+        );
+        let other = check_listed("debian/bookworm", &listed("ff"), &marker, &keys).unwrap_err();
+        assert_eq!(
+            other,
+            format!("debian/bookworm lists pool/main/h/hhvm/bb.deb with sha256 ff, not this build's {this_build}")
+        );
+        let missing = check_listed("debian/bookworm", &listed(&this_build)[..1], &marker, &keys).unwrap_err();
+        assert_eq!(missing, "debian/bookworm does not list pool/main/h/hhvm/bb.deb");
     }
 
     #[test]

@@ -1,50 +1,91 @@
 //! `hhvm-have-source-tarball`: succeeds, returning its input unchanged, when the source tarball
-//! named by `source` (from get-build-version) exists. A missing tarball is the typed error
-//! `SourceTarballNotFound`, which the build machine catches to create it; any other failure
-//! (403, network, 5xx) is `AwsServiceError`, so a permissions problem is never mistaken for a
-//! missing tarball.
+//! named by `source` (from get-build-version) is there in full: the tarball, its signature
+//! (`.sig`), its checksums (`.sha256`) and the source job's success marker, which the job
+//! writes last. Anything missing is the typed error `SourceTarballNotFound` naming it, which the
+//! build machine catches to create the tarball again — so a job that died between its uploads
+//! never leaves a tarball that counts as present. Any other failure (403, network, 5xx) is
+//! `AwsServiceError`, so a permissions problem is never mistaken for a missing tarball.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::{Payload, PipelineError, S3Location};
+use pipeline_core::layout::{JobKind, marker_key};
+use pipeline_core::{BucketName, Payload, PipelineError, S3Location, Version};
 use serde_json::Value;
 
-pub async fn handle(s3: &aws_sdk_s3::Client, event: Value) -> Result<Value, PipelineError> {
+/// Configuration read at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SCRATCH_BUCKET`: where the source job's success marker is.
+    pub scratch: BucketName,
+}
+
+/// Everything that makes up a source tarball: the tarball (what is missing when it was never
+/// built), then its signature, its checksums and the marker the job writes last.
+pub fn source_set(source: &S3Location, version: &Version, scratch: &BucketName) -> Vec<S3Location> {
+    let beside = |suffix: &str| S3Location {
+        bucket: source.bucket.clone(),
+        path: format!("{}{suffix}", source.path)
+            .parse()
+            .expect("a valid key with a short suffix is valid"),
+    };
+    vec![
+        source.clone(),
+        beside(".sig"),
+        beside(".sha256"),
+        S3Location {
+            bucket: scratch.clone(),
+            path: marker_key(version, JobKind::SourceTarball, None),
+        },
+    ]
+}
+
+pub async fn handle(s3: &aws_sdk_s3::Client, config: &Config, event: Value) -> Result<Value, PipelineError> {
     let payload = Payload::from_value(event)?;
     let source: S3Location = payload.required(
         "source",
         "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
     )?;
-    if !pipeline_aws::s3::object_exists(s3, &source).await? {
-        tracing::info!(%source, "source tarball not found");
-        return Err(PipelineError::SourceTarballNotFound {
-            location: source.to_string(),
-        });
+    let version: Version = payload
+        .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
+        .parse()
+        .map_err(|error: PipelineError| error.in_field("version"))?;
+    for part in source_set(&source, &version, &config.scratch) {
+        if !pipeline_aws::s3::object_exists(s3, &part).await? {
+            tracing::info!(%source, missing = %part, "source tarball not there in full");
+            return Err(PipelineError::SourceTarballNotFound {
+                location: source.to_string(),
+                missing: part.to_string(),
+            });
+        }
     }
-    tracing::info!(%source, "source tarball exists");
+    tracing::info!(%source, "source tarball, signature, checksums and marker exist");
     Ok(payload.into_value())
 }
 
-/// The deployed function: `handle` with its client.
+/// The deployed function: `handle` with its client and configuration.
 pub struct HaveSourceTarball {
     s3: aws_sdk_s3::Client,
+    config: Config,
 }
 
 impl Function for HaveSourceTarball {
     const NAME: &'static str = "hhvm-have-source-tarball";
-    type Config = ();
+    type Config = Config;
 
-    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
-        Ok(())
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Ok(Config {
+            scratch: pipeline_aws::config::bucket(source, "SCRATCH_BUCKET")?,
+        })
     }
 
-    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+    fn new(config: Config, sdk_config: &SdkConfig) -> Self {
         HaveSourceTarball {
             s3: pipeline_aws::s3_client(sdk_config),
+            config,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
-        handle(&self.s3, event).await
+        handle(&self.s3, &self.config, event).await
     }
 }

@@ -6,6 +6,12 @@ use pipeline_testing::mocked_client;
 use pipeline_testing::mocks::http_response;
 use serde_json::json;
 
+fn config() -> have_source_tarball::Config {
+    have_source_tarball::Config {
+        scratch: "hhvm-scratch".parse().unwrap(),
+    }
+}
+
 fn s3_answering(status: u16) -> aws_sdk_s3::Client {
     let rule =
         mock!(aws_sdk_s3::Client::head_object).then_http_response(move || http_response(status, SdkBody::empty()));
@@ -14,8 +20,8 @@ fn s3_answering(status: u16) -> aws_sdk_s3::Client {
 
 #[tokio::test]
 async fn forbidden_is_an_aws_service_error_not_a_missing_tarball() {
-    let input = json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
-    let error = have_source_tarball::handle(&s3_answering(403), input)
+    let input = json!({"version": "4.168.2", "source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
+    let error = have_source_tarball::handle(&s3_answering(403), &config(), input)
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "AwsServiceError");
@@ -28,8 +34,8 @@ async fn forbidden_is_an_aws_service_error_not_a_missing_tarball() {
 
 #[tokio::test]
 async fn not_found_status_is_source_tarball_not_found() {
-    let input = json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
-    let error = have_source_tarball::handle(&s3_answering(404), input)
+    let input = json!({"version": "4.168.2", "source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"}});
+    let error = have_source_tarball::handle(&s3_answering(404), &config(), input)
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "SourceTarballNotFound");

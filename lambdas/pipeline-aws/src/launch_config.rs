@@ -47,6 +47,7 @@ pub fn worker_settings(job: JobKind) -> &'static [&'static str] {
             "PACKAGING_REPO_URL",
             "SIGNING_KEY_SECRET_ID",
             "SIGNING_KEY_ID",
+            "CLOUDFRONT_DISTRIBUTION_ID",
         ],
         JobKind::PublishReleaseSource => &[
             "AWS_REGION",

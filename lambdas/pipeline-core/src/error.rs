@@ -14,9 +14,11 @@ pub enum PipelineError {
     #[error("invalid version {value:?}: {problem}")]
     InvalidVersion { value: String, problem: String },
 
-    /// The source tarball is not where the version says it should be.
-    #[error("source tarball {location} does not exist (it is created by build-source-tarball)")]
-    SourceTarballNotFound { location: String },
+    /// The source tarball is not where the version says it should be, or not all of it is: the
+    /// tarball, its signature, its checksums and the source job's success marker (`missing`
+    /// names the first one absent).
+    #[error("source tarball {location} is not there: {missing} is missing (build-source-tarball creates all of it)")]
+    SourceTarballNotFound { location: String, missing: String },
 
     /// An AWS call failed for a reason other than the ones above (permissions, throttling after
     /// the SDK's retries, network, a 5xx).
@@ -149,6 +151,7 @@ mod tests {
             (
                 PipelineError::SourceTarballNotFound {
                     location: "s3://b/k".into(),
+                    missing: "s3://b/k.sig".into(),
                 },
                 "SourceTarballNotFound",
             ),

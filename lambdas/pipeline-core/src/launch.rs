@@ -8,10 +8,44 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 
 use crate::layout::JobKind;
-use crate::{Distro, PackagingBranch, Payload, PipelineError, Version};
+use crate::{Distro, InstanceId, PackagingBranch, Payload, PipelineError, Version};
 
 /// Tag carrying a launch's idempotency key; a retried invocation finds its instance by it.
 pub const IDEMPOTENCY_TAG: &str = "IdempotencyKey";
+
+/// One distro's build worker, as `hhvm-build-binary-packages` reports it in `builds`: the
+/// success marker that counts for this build of the distro is the one this instance wrote, so
+/// an older marker never stands in for a rebuild that failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DistroBuild {
+    pub distro: Distro,
+    pub instance: InstanceId,
+}
+
+/// The optional `builds` field: `[{"distro": ..., "instance": ...}, ...]`.
+pub fn read_builds(payload: &Payload) -> Result<Option<Vec<DistroBuild>>, PipelineError> {
+    match payload.get("builds") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => payload
+            .required_array(
+                "builds",
+                "{\"distro\": ..., \"instance\": ...} as hhvm-build-binary-packages outputs",
+                |value| {
+                    let field = |name: &str| {
+                        value
+                            .get(name)
+                            .and_then(serde_json::Value::as_str)
+                            .ok_or_else(|| format!("expected an object with a string {name:?}"))
+                    };
+                    Ok(DistroBuild {
+                        distro: field("distro")?.parse()?,
+                        instance: field("instance")?.parse()?,
+                    })
+                },
+            )
+            .map(Some),
+    }
+}
 
 /// The name of the Step Functions execution that asked for a launch (`$$.Execution.Name`):
 /// 1-80 characters of letters, digits, `-`, `_` and `.`, so it is safe in a tag and a hash.

@@ -2,7 +2,8 @@
 //! success markers and worker logs live. This module is the contract; the user-data scripts
 //! compute the same keys from the same variables.
 //!
-//! - binary packages: `<version>/<distro>/` (the `.deb`s, `.changes`, … and `SHA256SUMS`)
+//! - binary packages: `<version>/<distro>/<instance-id>/` (the `.deb`s, `.changes`, … and
+//!   `SHA256SUMS`), one prefix per build attempt; the success marker names the one it built
 //! - success markers: `markers/<version>/<job>.json`, or `markers/<version>/<job>/<distro>.json`
 //!   for per-distro jobs. A marker is written last, only when the job succeeded.
 //! - worker logs: `logs/<version>/<job>/<instance-id>.log`, or
@@ -62,9 +63,19 @@ pub fn log_prefix(version: &Version, job: JobKind, distro: Option<&Distro>) -> S
     }
 }
 
-/// Where a distro's built packages are staged (scratch bucket), as in the original pipeline.
-pub fn binary_packages_prefix(version: &Version, distro: &Distro) -> String {
-    format!("{version}/{distro}/")
+/// The log one worker uploads (scratch bucket).
+pub fn log_key(version: &Version, job: JobKind, distro: Option<&Distro>, instance: &str) -> String {
+    format!("{}{instance}.log", log_prefix(version, job, distro))
+}
+
+/// Where clients get the repositories' public key (download bucket; the original's
+/// `https://dl.hhvm.com/conf/hhvm.gpg.key`): what a publish is verified with.
+pub const REPOSITORY_KEYRING_KEY: &str = "conf/hhvm.gpg.key";
+
+/// Where one build attempt (the worker `instance`) stages a distro's packages (scratch bucket):
+/// its own prefix, so a publish can never pick up an earlier attempt's files.
+pub fn binary_packages_prefix(version: &Version, distro: &Distro, instance: &str) -> String {
+    format!("{version}/{distro}/{instance}/")
 }
 
 /// The prefix of the nightly source records.
@@ -109,7 +120,10 @@ mod tests {
             log_prefix(&version, JobKind::BinaryPackage, Some(&distro)),
             "logs/4.168.2/binary-package/debian-12-bookworm/"
         );
-        assert_eq!(binary_packages_prefix(&version, &distro), "4.168.2/debian-12-bookworm/");
+        assert_eq!(
+            binary_packages_prefix(&version, &distro, "i-0123456789abcdef0"),
+            "4.168.2/debian-12-bookworm/i-0123456789abcdef0/"
+        );
         let nightly: Version = "2026.12.01".parse().unwrap();
         let record = nightly_source_record_key(&nightly);
         assert_eq!(record.as_str(), "nightly-sources/2026.12.01.json");

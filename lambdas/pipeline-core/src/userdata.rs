@@ -12,6 +12,7 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+use crate::launch::WorkerRequest;
 use crate::s3::Buckets;
 use crate::{BucketName, Distro, ObjectKey, PackagingBranch, PipelineError, Version};
 
@@ -185,17 +186,29 @@ pub fn worker_user_data(prelude: &Prelude, library: &str, script: &str) -> Resul
     Ok(user_data)
 }
 
-/// The assignments every worker gets: the version, whether it is a nightly, the two buckets,
-/// and the configured worker settings.
+/// The assignments every worker gets: the version, whether it is a nightly, the execution that
+/// asked for the worker (when there is one; its success marker names it), the two buckets, and
+/// the configured worker settings.
 pub fn base_prelude(
-    version: &Version,
+    worker: &WorkerRequest,
     buckets: &Buckets,
     worker_settings: &[(String, String)],
 ) -> Result<Prelude, PipelineError> {
+    let version = worker.version;
     let mut prelude = Prelude::new();
+    prelude.set("VERSION", "version", PreludeValue::Version(version))?.set(
+        "IS_NIGHTLY",
+        "version",
+        PreludeValue::Flag(version.is_nightly()),
+    )?;
+    if let Some(execution) = &worker.execution {
+        prelude.set(
+            "EXECUTION_NAME",
+            "executionName",
+            PreludeValue::Setting(execution.as_str().to_string()),
+        )?;
+    }
     prelude
-        .set("VERSION", "version", PreludeValue::Version(*version))?
-        .set("IS_NIGHTLY", "version", PreludeValue::Flag(version.is_nightly()))?
         .set(
             "SCRATCH_BUCKET",
             "SCRATCH_BUCKET",
@@ -416,7 +429,12 @@ mod tests {
             scratch: "hhvm-scratch".parse().unwrap(),
         };
         let settings = [("AWS_REGION".to_string(), "us-west-2".to_string())];
-        let prelude = base_prelude(&"2026.11.21".parse().unwrap(), &buckets, &settings).unwrap();
+        let worker = WorkerRequest {
+            version: "2026.11.21".parse().unwrap(),
+            packaging_branch: PackagingBranch::Master,
+            execution: Some("nightly-2026-11-21".parse().unwrap()),
+        };
+        let prelude = base_prelude(&worker, &buckets, &settings).unwrap();
         let user_data = worker_user_data(
             &prelude,
             "# shellcheck shell=bash\nlib() { :; }\n",
@@ -426,7 +444,7 @@ mod tests {
         assert_eq!(
             user_data,
             "#!/bin/bash\n# Values set by the launching function.\nexport VERSION='2026.11.21'\n\
-             export IS_NIGHTLY='true'\nexport SCRATCH_BUCKET='hhvm-scratch'\nexport DOWNLOADS_BUCKET='hhvm-downloads'\n\
+             export IS_NIGHTLY='true'\nexport EXECUTION_NAME='nightly-2026-11-21'\nexport SCRATCH_BUCKET='hhvm-scratch'\nexport DOWNLOADS_BUCKET='hhvm-downloads'\n\
              export AWS_REGION='us-west-2'\n# shellcheck shell=bash\nlib() { :; }\n\nlib\n"
         );
         // Repetitive text compresses far below the limit; text that does not compress does not.

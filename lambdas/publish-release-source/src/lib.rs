@@ -37,7 +37,7 @@ pub fn plan(payload: &Payload, buckets: &Buckets, config: &LaunchConfig) -> Resu
     if request.version.is_nightly() {
         return Ok(None);
     }
-    let prelude = base_prelude(&request.version, buckets, &config.worker_settings)?;
+    let prelude = base_prelude(&request, buckets, &config.worker_settings)?;
     JOB.plan(request, &prelude, config).map(Some)
 }
 

@@ -46,7 +46,7 @@ pub type Deps = pipeline_aws::single_worker::SingleWorkerDeps;
 pub fn plan(payload: &Payload, buckets: &Buckets, config: &LaunchConfig) -> Result<LaunchPlan, PipelineError> {
     let request = WorkerRequest::from_payload(payload)?;
     let distros = read_distros(payload)?.unwrap_or_default();
-    let mut prelude = base_prelude(&request.version, buckets, &config.worker_settings)?;
+    let mut prelude = base_prelude(&request, buckets, &config.worker_settings)?;
     prelude.set(
         "PACKAGING_BRANCH",
         "packagingBranch",
