@@ -766,6 +766,18 @@ async fn exactly_the_files_the_marker_names_are_published_checked_by_sha256() {
 async fn each_suite_s_release_files_are_invalidated_right_after_its_switch() {
     let world = World::new("invalidation").await;
     world.stage_build("4.168.2").await;
+    // An invalidation CloudFront refuses fails the job right after the first switch...
+    let unknown = [("CLOUDFRONT_DISTRIBUTION_ID", "E0NOSUCHDISTRIBUTION")];
+    let refused = world.publish("4.168.2", "refused", &unknown);
+    assert!(!refused.status.success(), "{}", world.log("refused"));
+    assert!(
+        world.log("refused").contains(
+            "/debian/dists/bookworm was switched but CloudFront did not take the invalidation of its Release files"
+        ),
+        "{}",
+        world.log("refused")
+    );
+    // ...and a re-run switches again and invalidates each suite.
     let cloudfront = aws_sdk_cloudfront::Client::new(&moto().server.sdk_config().await);
     let distribution = pipeline_testing::cloudfront::create_distribution(&cloudfront).await;
     let settings = [("CLOUDFRONT_DISTRIBUTION_ID", distribution.as_str())];

@@ -48,6 +48,9 @@ pub fn worker_settings(job: JobKind) -> &'static [&'static str] {
             "SIGNING_KEY_SECRET_ID",
             "SIGNING_KEY_ID",
             "CLOUDFRONT_DISTRIBUTION_ID",
+            "REPOSITORY_LEASE_WAIT_MINUTES",
+            "RELEASE_CACHE_SECONDS",
+            "BY_HASH_RETENTION_DAYS",
         ],
         JobKind::PublishReleaseSource => &[
             "AWS_REGION",
