@@ -168,12 +168,9 @@ pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<
                 && !file.name.contains('/')
                 && !file.name.starts_with('.')
                 && !file.name.chars().any(char::is_control);
-            if plain {
-                Ok(format!(
-                    "{}/pool/main/{initial}/{source_package}/{}",
-                    distro.os(),
-                    file.name
-                ))
+            let key = format!("{}/pool/main/{initial}/{source_package}/{}", distro.os(), file.name);
+            if plain && key.parse::<ObjectKey>().is_ok() {
+                Ok(key)
             } else {
                 Err(format!(
                     "the success marker names a file {:?} that is not a plain file name",
@@ -425,6 +422,8 @@ pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, Pipel
     })
 }
 
+/// `key` in `bucket`, for the keys this function builds itself from validated parts (the
+/// layout's, and pool keys `pool_keys` checked).
 fn location(bucket: &pipeline_core::BucketName, key: &str) -> S3Location {
     S3Location {
         bucket: bucket.clone(),
@@ -442,7 +441,13 @@ async fn newest_log_under(
     let logs = pipeline_aws::s3::list_objects(s3, buckets.scratch.as_str(), Some(prefix))
         .collect_all()
         .await?;
-    Ok(newest_log(&logs).map(|log| location(&buckets.scratch, &log.key)))
+    // A listed key is S3's data, not ours: one the layout could not have written is no log.
+    Ok(newest_log(&logs).and_then(|log| {
+        Some(S3Location {
+            bucket: buckets.scratch.clone(),
+            path: log.key.parse().ok()?,
+        })
+    }))
 }
 
 async fn source_status(
@@ -488,8 +493,16 @@ impl<'a> Repositories<'a> {
         }
     }
 
+    /// The object at `key`; `None` when it is missing or `key` (from a Release) is no valid key.
     async fn text(&self, key: &str) -> Result<Option<Vec<u8>>, PipelineError> {
-        pipeline_aws::s3::get_object_bytes(self.s3, &location(self.downloads, key)).await
+        let Ok(path) = key.parse() else {
+            return Ok(None);
+        };
+        let location = S3Location {
+            bucket: self.downloads.clone(),
+            path,
+        };
+        pipeline_aws::s3::get_object_bytes(self.s3, &location).await
     }
 
     async fn keyring(&mut self) -> Result<Result<String, String>, PipelineError> {
@@ -890,6 +903,8 @@ mod tests {
             ["ubuntu/pool/main/h/hhvm-nightly/hhvm-nightly_2026.11.21-1~noble_amd64.deb"]
         );
         assert!(pool_keys(&version("4.168.2"), &distro, &marker(&["../evil.deb"])).is_err());
+        let too_long = format!("{}.deb", "a".repeat(1020));
+        assert!(pool_keys(&version("4.168.2"), &distro, &marker(&[too_long.as_str()])).is_err());
     }
 
     #[test]

@@ -185,6 +185,12 @@ impl Fixture {
         self.put(true, "conf/hhvm.gpg.key", &signer.public_key).await;
     }
 
+    /// A distro's success marker (`marker`) in the scratch bucket.
+    async fn put_marker(&self, version: &str, distro: &str, files: &[&str]) {
+        let key = format!("markers/{version}/binary-package/{distro}.json");
+        self.put(false, &key, &marker(version, distro, files)).await;
+    }
+
     /// The repository update's marker: `distro` published from `instance` to `suites`.
     async fn update_marker(&self, version: &str, published: Value) {
         let marker = json!({"job": "update-repositories", "version": version, "published": published});
@@ -219,11 +225,7 @@ async fn each_distro_is_published_built_failed_or_not_built() {
     let mut bookworm_files = bookworm_debs.to_vec();
     bookworm_files.push("hhvm_4.168.2-2~bookworm_amd64.changes");
     fixture
-        .put(
-            false,
-            "markers/4.168.2/binary-package/debian-12-bookworm.json",
-            &marker("4.168.2", "debian-12-bookworm", &bookworm_files),
-        )
+        .put_marker("4.168.2", "debian-12-bookworm", &bookworm_files)
         .await;
     let signer = Signer::new();
     let listed = fixture.pool("debian", &bookworm_debs).await;
@@ -236,11 +238,7 @@ async fn each_distro_is_published_built_failed_or_not_built() {
         .await;
     // Built: marker present, the package not yet in the pool.
     fixture
-        .put(
-            false,
-            "markers/4.168.2/binary-package/ubuntu-22.04-jammy.json",
-            &marker("4.168.2", "ubuntu-22.04-jammy", &["hhvm_4.168.2-2~jammy_amd64.deb"]),
-        )
+        .put_marker("4.168.2", "ubuntu-22.04-jammy", &["hhvm_4.168.2-2~jammy_amd64.deb"])
         .await;
     // Failed: no marker, two attempts' logs.
     fixture
@@ -380,11 +378,7 @@ async fn required_builds_fail_naming_what_did_not_build_with_its_log() {
     fixture.put(false, "hhvm-4.168.2.tar.gz", "tarball").await;
     fixture.put(false, "markers/4.168.2/source-tarball.json", "{}").await;
     fixture
-        .put(
-            false,
-            "markers/4.168.2/binary-package/debian-12-bookworm.json",
-            &marker("4.168.2", "debian-12-bookworm", &["hhvm_4.168.2-2~bookworm_amd64.deb"]),
-        )
+        .put_marker("4.168.2", "debian-12-bookworm", &["hhvm_4.168.2-2~bookworm_amd64.deb"])
         .await;
     fixture
         .put(
@@ -432,13 +426,7 @@ async fn published_means_the_signed_index_lists_this_build() {
     let fixture = Fixture::new(None).await;
     let signer = Signer::new();
     let debs = ["hhvm_4.168.2-2~bookworm_amd64.deb"];
-    fixture
-        .put(
-            false,
-            "markers/4.168.2/binary-package/debian-12-bookworm.json",
-            &marker("4.168.2", "debian-12-bookworm", &debs),
-        )
-        .await;
+    fixture.put_marker("4.168.2", "debian-12-bookworm", &debs).await;
     let listed = fixture.pool("debian", &debs).await;
     let request = json!({"version": "4.168.2", "distros": ["debian-12-bookworm"]});
     let bookworm = async || fixture.status(request.clone()).await["artifacts"]["debian-12-bookworm"].clone();
@@ -547,11 +535,7 @@ async fn with_builds_only_the_marker_of_this_builds_worker_counts() {
     let fixture = Fixture::new(None).await;
     fixture.put(false, "markers/4.168.2/source-tarball.json", "{}").await;
     fixture
-        .put(
-            false,
-            "markers/4.168.2/binary-package/debian-12-bookworm.json",
-            &marker("4.168.2", "debian-12-bookworm", &["hhvm_4.168.2-2~bookworm_amd64.deb"]),
-        )
+        .put_marker("4.168.2", "debian-12-bookworm", &["hhvm_4.168.2-2~bookworm_amd64.deb"])
         .await;
     let rebuild = "i-0fedcba9876543210";
     let input = json!({"version": "4.168.2", "distros": ["debian-12-bookworm"], "require": "built",

@@ -20,23 +20,30 @@ pub struct Config {
 }
 
 /// Everything that makes up a source tarball: the tarball (what is missing when it was never
-/// built), then its signature, its checksums and the marker the job writes last.
-pub fn source_set(source: &S3Location, version: &Version, scratch: &BucketName) -> Vec<S3Location> {
-    let beside = |suffix: &str| S3Location {
-        bucket: source.bucket.clone(),
-        path: format!("{}{suffix}", source.path)
-            .parse()
-            .expect("a valid key with a short suffix is valid"),
+/// built), then its signature, its checksums and the marker the job writes last. A `source`
+/// whose key leaves no room for `.sha256` cannot have them: an input error.
+pub fn source_set(
+    source: &S3Location,
+    version: &Version,
+    scratch: &BucketName,
+) -> Result<Vec<S3Location>, PipelineError> {
+    let beside = |suffix: &str| -> Result<S3Location, PipelineError> {
+        Ok(S3Location {
+            bucket: source.bucket.clone(),
+            path: format!("{}{suffix}", source.path)
+                .parse()
+                .map_err(|problem| PipelineError::invalid_input("source.path", format!("with {suffix}: {problem}")))?,
+        })
     };
-    vec![
+    Ok(vec![
         source.clone(),
-        beside(".sig"),
-        beside(".sha256"),
+        beside(".sig")?,
+        beside(".sha256")?,
         S3Location {
             bucket: scratch.clone(),
             path: marker_key(version, JobKind::SourceTarball, None),
         },
-    ]
+    ])
 }
 
 pub async fn handle(s3: &aws_sdk_s3::Client, config: &Config, event: Value) -> Result<Value, PipelineError> {
@@ -49,7 +56,7 @@ pub async fn handle(s3: &aws_sdk_s3::Client, config: &Config, event: Value) -> R
         .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
         .parse()
         .map_err(|error: PipelineError| error.in_field("version"))?;
-    for part in source_set(&source, &version, &config.scratch) {
+    for part in source_set(&source, &version, &config.scratch)? {
         if !pipeline_aws::s3::object_exists(s3, &part).await? {
             tracing::info!(%source, missing = %part, "source tarball not there in full");
             return Err(PipelineError::SourceTarballNotFound {

@@ -141,6 +141,10 @@ async fn bad_source_is_invalid_input_and_calls_nothing() {
             "starts with '/'",
         ),
         (json!({"source": source}), "field `version`: missing"),
+        (
+            json!({"version": "4.168.2", "source": {"bucket": "hhvm-scratch", "path": "k".repeat(1020)}}),
+            "field `source.path`: with .sha256",
+        ),
         (json!({"version": "4.1", "source": source}), "version"),
         (json!("not an object"), "expected a JSON object"),
     ];
