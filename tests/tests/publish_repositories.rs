@@ -176,6 +176,16 @@ impl World {
         Some(object.body.collect().await.unwrap().into_bytes().to_vec())
     }
 
+    /// The success marker the repository update of VERSION wrote.
+    async fn update_marker(&self, version: &str) -> Value {
+        let key = format!("markers/{version}/update-repositories.json");
+        let bytes = self
+            .get(&self.scratch, &key)
+            .await
+            .unwrap_or_else(|| panic!("no {key}"));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{key} is not JSON: {e}"))
+    }
+
     /// A command that runs update-repos.sh for VERSION as a worker would.
     fn publisher(&self, version: &str, run: &str, extra: &[(&str, &str)]) -> Command {
         let run_dir = self.dir.join(run);
@@ -630,13 +640,7 @@ async fn every_write_of_a_first_publish_and_an_update_leaves_a_consistent_reposi
         "{keys:?}"
     );
     assert!(world.get(&world.scratch, "locks/apt-repositories.json").await.is_none());
-    let marker: Value = serde_json::from_slice(
-        &world
-            .get(&world.scratch, "markers/4.168.2/update-repositories.json")
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let marker = world.update_marker("4.168.2").await;
     assert_eq!(marker["dists"], "debian/bookworm debian/bookworm-4.168");
 }
 
@@ -731,13 +735,7 @@ async fn exactly_the_files_the_marker_names_are_published_checked_by_sha256() {
     assert!(world.log("run").contains(&format!(
         "publishing the build of debian-12-bookworm by {BUILDER}: 2 packages"
     )));
-    let marker: Value = serde_json::from_slice(
-        &world
-            .get(&world.scratch, "markers/4.168.2/update-repositories.json")
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let marker = world.update_marker("4.168.2").await;
     assert_eq!(
         marker["published"],
         serde_json::json!({"debian-12-bookworm": {"instance": BUILDER, "suites": ["debian/bookworm", "debian/bookworm-4.168"]}})
