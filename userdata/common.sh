@@ -42,18 +42,40 @@ die() {
   exit 1
 }
 
-# worker_begin JOB_KIND TIMEOUT_MINUTES: the first thing a script does. The timer bounds the
-# instance's life whatever happens next; the instance terminates when it powers off.
+# worker_begin JOB_KIND TIMEOUT_MINUTES: the first thing a script does. The exit handler comes
+# first: whatever fails from here on still powers off.
 worker_begin() {
   JOB_KIND=$1
-  # shellcheck disable=SC2034 # read by the scripts that source this file
   JOB_TIMEOUT_MINUTES=$2
   JOB_STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   JOB_STARTED_EPOCH=$(date -u +%s)
-  if [[ $SHUTDOWN_WHEN_DONE == true ]]; then
-    shutdown -h "+$2" "hard timeout of the $JOB_KIND worker"
-  fi
+  JOB_DEADLINE=$(date -u -d "@$((JOB_STARTED_EPOCH + $2 * 60))" '+%F %T UTC')
   trap on_exit EXIT
+  trap 'on_signal HUP' HUP
+  trap 'on_signal INT' INT
+  trap 'on_signal TERM' TERM
+  HARD_TIMEOUT=
+  [[ $SHUTDOWN_WHEN_DONE != true ]] || arm_hard_timeout
+}
+
+# arm_hard_timeout: either timer is enough; the systemd one survives a reboot.
+arm_hard_timeout() {
+  local unit=${SYSTEMD_UNIT_DIR:-/etc/systemd/system}/hhvm-worker-deadline
+  shutdown -h "+$JOB_TIMEOUT_MINUTES" && HARD_TIMEOUT=" shutdown"
+  if printf '[Timer]\nOnCalendar=%s\nPersistent=true\n[Install]\nWantedBy=timers.target\n' "$JOB_DEADLINE" >"$unit.timer" &&
+    printf '[Service]\nExecStart=/bin/systemctl poweroff --force\n' >"$unit.service" &&
+    systemctl daemon-reload && systemctl enable --now "${unit##*/}.timer"; then
+    HARD_TIMEOUT+=" systemd"
+  else
+    rm -f -- "$unit".*
+  fi
+  log "hard timeout at $JOB_DEADLINE by:${HARD_TIMEOUT:- nothing}"
+}
+
+# on_signal NAME: a kill, such as the power-off at the hard timeout, is a failure.
+on_signal() {
+  log "killed by SIG$1 (hard timeout: $JOB_TIMEOUT_MINUTES min, at $JOB_DEADLINE)"
+  exit $((128 + $(kill -l "$1")))
 }
 
 # require_variables NAME...: fails naming every missing variable, before the job has any effect.
@@ -66,6 +88,17 @@ require_variables() {
   done
   if ((${#missing[@]} > 0)); then
     die "required variable(s) not set: ${missing[*]} (see docs/workers.md)"
+  fi
+}
+
+# require_tools TOOL...: fails naming every tool the image lacks.
+require_tools() {
+  local missing=() tool
+  for tool in "$@"; do
+    command -v -- "$tool" >/dev/null || missing+=("$tool")
+  done
+  if ((${#missing[@]} > 0)); then
+    die "the worker image lacks: ${missing[*]} (see docs/workers.md)"
   fi
 }
 
@@ -108,13 +141,15 @@ log_key() { # VERSION JOB INSTANCE [DISTRO]
 }
 
 # worker_ready: once the variables are known good: where the log goes (per distro when
-# JOB_DISTRO is set), and a private directory for secrets that the exit handler removes.
+# JOB_DISTRO is set), and a private directory for secrets that the exit handler removes. A job
+# without a hard timeout stops here, once its log can go up.
 worker_ready() {
   WORKER_INSTANCE_ID=$(current_instance_id)
   LOG_KEY=$(log_key "$VERSION" "$JOB_KIND" "$WORKER_INSTANCE_ID" "${JOB_DISTRO:-}")
   SECRETS_DIR=$(umask 077 && mktemp -d)
   mkdir -p -- "$WORK_DIR"
   log "instance $WORKER_INSTANCE_ID; log goes to s3://$SCRATCH_BUCKET/$LOG_KEY"
+  [[ $SHUTDOWN_WHEN_DONE != true || -n $HARD_TIMEOUT ]] || die "no hard timeout could be armed"
 }
 
 on_exit() {

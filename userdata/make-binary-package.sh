@@ -67,6 +67,10 @@ JOB_DISTRO=$DISTRO
 worker_ready
 STAGING_PREFIX=$VERSION/$DISTRO/$WORKER_INSTANCE_ID/
 install_packages docker.io git curl python3
+tools=(aws curl git python3 sha256sum)
+# The default build command runs the build in Docker; another one brings its own tools.
+[[ $BUILD_COMMAND != bin/make-package-in-throwaway-container ]] || tools+=(docker)
+require_tools "${tools[@]}"
 clone_packaging
 build_packages
 upload_packages

@@ -88,6 +88,7 @@ write_success_marker() {
 
 worker_ready
 install_packages git curl python3 gnupg openssh-client
+require_tools aws curl git gpg python3 sha256sum ssh
 clone_packaging
 make_tarball
 sign_tarball

@@ -64,6 +64,7 @@ write_success_marker() {
 
 worker_ready
 install_packages git python3 openssh-client
+require_tools aws curl git python3 ssh
 push_tag_and_branch
 copy_tarball
 write_success_marker

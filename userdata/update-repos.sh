@@ -396,6 +396,7 @@ PY
 
 worker_ready
 install_packages gnupg git python3
+require_tools aws curl dpkg-deb git gpg python3 sha256sum
 clone_packaging
 import_signing_key
 fetch_built_packages

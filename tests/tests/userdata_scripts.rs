@@ -1,17 +1,34 @@
 //! The worker user-data scripts, run with bash against stub tools: a fake `aws` over a
-//! directory standing for S3, and recorders for `git`, `gpg`, `docker`,
-//! `shutdown`, `apt-get`, `curl`, `ssh` (tests/fixtures/stubs). Each test checks what the
-//! script left in the fake S3 and the order of its recorded effects.
+//! directory standing for S3, and recorders for `git`, `gpg`, `docker`, `shutdown`,
+//! `systemctl`, `apt-get`, `curl`, `ssh` (tests/fixtures/stubs). Each test checks what the
+//! script left in the fake S3, in its systemd unit directory, and the order of its recorded
+//! effects.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
+use chrono::{NaiveDateTime, Timelike, Utc};
+use pipeline_testing::process::signal_group;
 use serde_json::Value;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
-const RECORDED_TOOLS: &[&str] = &["git", "gpg", "docker", "shutdown", "apt-get", "curl", "ssh"];
+const RECORDED_TOOLS: &[&str] = &[
+    "git",
+    "gpg",
+    "docker",
+    "shutdown",
+    "systemctl",
+    "apt-get",
+    "curl",
+    "ssh",
+];
+/// The hard timeout's systemd units, in the sandbox's unit directory.
+const DEADLINE_TIMER: &str = "hhvm-worker-deadline.timer";
+const DEADLINE_SERVICE: &str = "hhvm-worker-deadline.service";
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -29,6 +46,8 @@ struct Sandbox {
 /// What one run of a script did.
 struct Run {
     success: bool,
+    /// Exit status; `None` when bash itself was killed by a signal.
+    code: Option<i32>,
     output: String,
     calls: Vec<String>,
 }
@@ -59,7 +78,7 @@ impl Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let root = std::env::temp_dir().join(format!("userdata-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        for dir in ["bin", "s3", "secrets", "work", "tmp", "home"] {
+        for dir in ["bin", "s3", "secrets", "work", "tmp", "home", "units"] {
             fs::create_dir_all(root.join(dir)).expect("create sandbox directories");
         }
         let stubs = fixtures().join("stubs");
@@ -92,11 +111,10 @@ impl Sandbox {
         fs::read_to_string(self.s3_path(bucket_and_key)).ok()
     }
 
-    fn run(&self, script: &str, env: &[(&str, &str)]) -> Run {
-        let log_path = self.root.join("worker.log");
-        let log = fs::File::create(&log_path).expect("create the worker log");
-        let calls_log = self.root.join("calls.log");
-        let _ = fs::remove_file(&calls_log);
+    /// The command that runs `script` in the sandbox, its output going to the worker log.
+    fn command(&self, script: &str, env: &[(&str, &str)]) -> Command {
+        let log = fs::File::create(self.root.join("worker.log")).expect("create the worker log");
+        let _ = fs::remove_file(self.root.join("calls.log"));
         let path = format!("{}:/usr/bin:/bin", self.root.join("bin").display());
         let mut command = Command::new("bash");
         command
@@ -105,14 +123,15 @@ impl Sandbox {
             .env("PATH", path)
             .env("HOME", self.root.join("home"))
             .env("TMPDIR", self.root.join("tmp"))
-            .env("CALLS_LOG", &calls_log)
+            .env("CALLS_LOG", self.root.join("calls.log"))
             .env("FAKE_S3", self.root.join("s3"))
             .env("FAKE_SECRETS", self.root.join("secrets"))
             .env("FAKE_PACKAGING", fixtures().join("packaging"))
             .env("WORK_DIR", self.root.join("work"))
             .env("PACKAGING_DIR", self.root.join("packaging"))
             .env("OUT_DIR", self.root.join("out"))
-            .env("WORKER_LOG", &log_path)
+            .env("WORKER_LOG", self.root.join("worker.log"))
+            .env("SYSTEMD_UNIT_DIR", self.root.join("units"))
             .env("INSTANCE_ID", INSTANCE)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -120,17 +139,79 @@ impl Sandbox {
         for (name, value) in env {
             command.env(name, value);
         }
-        let status = command.status().expect("run bash");
-        let calls = fs::read_to_string(&calls_log)
+        command
+    }
+
+    fn run(&self, script: &str, env: &[(&str, &str)]) -> Run {
+        let status = self.command(script, env).status().expect("run bash");
+        self.finished(status)
+    }
+
+    /// Runs `script` until a recorded call contains `hang_on` (that stub then waits), then
+    /// sends `signal` to the script's process group, as the power-off at the hard timeout does
+    /// (SIGTERM) to every process.
+    fn run_until_killed(&self, script: &str, env: &[(&str, &str)], hang_on: &str, signal: libc::c_int) -> Run {
+        let mut env = env.to_vec();
+        env.push(("FAKE_HANG", hang_on));
+        let mut command = self.command(script, &env);
+        command.process_group(0);
+        let mut child = command.spawn().expect("run bash");
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !self.calls().iter().any(|call| call.contains(hang_on)) {
+            if let Some(status) = child.try_wait().expect("poll bash") {
+                let run = self.finished(status);
+                panic!("the script ended before a call with {hang_on:?}:\n{}", run.output);
+            }
+            if Instant::now() > give_up {
+                signal_group(child.id(), libc::SIGKILL);
+                panic!("no call with {hang_on:?} within a minute: {:?}", self.calls());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal_group(child.id(), signal);
+        let status = child.wait().expect("wait for bash");
+        self.finished(status)
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.root.join("calls.log"))
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
-            .collect();
+            .collect()
+    }
+
+    fn finished(&self, status: ExitStatus) -> Run {
         Run {
             success: status.success(),
-            output: fs::read_to_string(&log_path).unwrap_or_default(),
-            calls,
+            code: status.code(),
+            output: fs::read_to_string(self.root.join("worker.log")).unwrap_or_default(),
+            calls: self.calls(),
         }
+    }
+
+    /// A PATH without `hidden`: the stubs (theirs removed) and links to every other program of
+    /// /usr/bin and /bin, so that the host's own copy cannot stand in.
+    fn path_without(&self, hidden: &[&str]) -> String {
+        let host = self.root.join("host-bin");
+        fs::create_dir_all(&host).expect("create the host tools directory");
+        for dir in ["/usr/bin", "/bin"] {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                if !hidden.iter().any(|tool| name == *tool) {
+                    // A name already linked from /usr/bin is the same program.
+                    let _ = std::os::unix::fs::symlink(entry.path(), host.join(&name));
+                }
+            }
+        }
+        for tool in hidden {
+            let _ = fs::remove_file(self.root.join("bin").join(tool));
+        }
+        format!("{}:{}", self.root.join("bin").display(), host.display())
+    }
+
+    fn unit(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.root.join("units").join(name)).ok()
     }
 
     fn tmp_is_empty(&self) -> bool {
@@ -171,16 +252,26 @@ fn file_names(marker: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The checks every run shares: the hard timer is the first effect, and the instance powers
-/// off last, after the log went up.
-fn assert_bounded_and_logged(run: &Run, minutes: &str, log_key: &str) {
-    assert!(
-        run.calls
-            .first()
-            .is_some_and(|c| c.starts_with(&format!("shutdown -h +{minutes} "))),
-        "{:?}",
-        run.calls
+/// The hard timeout is the first effect, armed both ways: shutdown's timer, then the systemd
+/// timer.
+fn assert_timeout_armed_first(run: &Run, minutes: &str) {
+    let first: Vec<&str> = run.calls.iter().take(3).map(String::as_str).collect();
+    assert_eq!(
+        first,
+        [
+            format!("shutdown -h +{minutes}").as_str(),
+            "systemctl daemon-reload",
+            "systemctl enable --now hhvm-worker-deadline.timer"
+        ],
+        "{}",
+        run.output
     );
+}
+
+/// The checks every run shares: the hard timeout is armed first, and the instance powers off
+/// last, after the log went up.
+fn assert_bounded_and_logged(run: &Run, minutes: &str, log_key: &str) {
+    assert_timeout_armed_first(run, minutes);
     assert_eq!(run.calls.last().map(String::as_str), Some("shutdown -h now"));
     let log_upload = run.position(&["aws s3 cp", &format!("s3://hhvm-scratch/{log_key}")]);
     assert_eq!(
@@ -513,16 +604,12 @@ fn a_refused_push_copies_nothing() {
 
 // ---------------------------------------------------------------- every script
 
-/// A run that stopped before any effect: only the timer and the power-off were recorded.
+/// A run that stopped before any effect: only the hard timeout and the power-off were recorded.
 fn assert_no_effect(run: &Run, minutes: &str) {
     assert!(!run.success);
-    assert_eq!(run.calls.len(), 2, "{:?}\n{}", run.calls, run.output);
-    assert!(
-        run.calls[0].starts_with(&format!("shutdown -h +{minutes} ")),
-        "{:?}",
-        run.calls
-    );
-    assert_eq!(run.calls[1], "shutdown -h now");
+    assert_eq!(run.calls.len(), 4, "{:?}\n{}", run.calls, run.output);
+    assert_timeout_armed_first(run, minutes);
+    assert_eq!(run.calls[3], "shutdown -h now");
 }
 
 #[test]
@@ -579,5 +666,217 @@ fn hostile_values_fail_before_any_effect() {
         let run = sandbox.run(script, &env);
         assert_no_effect(&run, minutes);
         assert!(run.output.contains("is not"), "{script} {overrides:?}: {}", run.output);
+    }
+}
+
+// ---------------------------------------------------------------- the hard timeout and the image
+
+/// The deadline the timer names, as the script wrote it (`OnCalendar=2026-11-21 15:04:05 UTC`).
+fn on_calendar(timer: &str) -> NaiveDateTime {
+    let value = timer
+        .lines()
+        .find_map(|line| line.strip_prefix("OnCalendar="))
+        .unwrap_or_else(|| panic!("no OnCalendar in:\n{timer}"));
+    NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S UTC").unwrap_or_else(|e| panic!("OnCalendar={value}: {e}"))
+}
+
+#[test]
+fn a_failed_shutdown_timer_leaves_the_persistent_systemd_timer_to_bound_the_job() {
+    let sandbox = Sandbox::new("deadline-timer");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    env.push(("FAKE_FAIL", "shutdown -h +"));
+    let before = Utc::now().naive_utc().with_nanosecond(0).expect("whole seconds");
+    let run = sandbox.run("make-binary-package.sh", &env);
+    let after = Utc::now().naive_utc();
+    assert!(run.success, "one timer is enough: {}", run.output);
+    assert_timeout_armed_first(&run, "180");
+    assert!(
+        run.position(&["systemctl enable --now"]) < run.position(&["git clone"]),
+        "{:?}",
+        run.calls
+    );
+
+    let timer = sandbox.unit(DEADLINE_TIMER).expect("the timer unit is installed");
+    let deadline = on_calendar(&timer);
+    let timeout = chrono::Duration::minutes(180);
+    assert!(
+        before + timeout <= deadline && deadline <= after + timeout,
+        "{deadline} is not 180 min after the start ({before}..{after})"
+    );
+    // Persistent: a boot past the deadline (the run of shutdown's timer is lost) fires it at once.
+    assert_eq!(
+        timer,
+        format!(
+            "[Timer]\nOnCalendar={}\nPersistent=true\n[Install]\nWantedBy=timers.target\n",
+            deadline.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    );
+    assert_eq!(
+        sandbox.unit(DEADLINE_SERVICE).as_deref(),
+        Some("[Service]\nExecStart=/bin/systemctl poweroff --force\n")
+    );
+    assert!(
+        run.output.contains(&format!(
+            "hard timeout at {} by: systemd\n",
+            deadline.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn with_no_hard_timeout_the_job_stops_before_any_effect_and_uploads_its_log() {
+    let sandbox = Sandbox::new("no-timeout");
+    let mut env = BINARY_ENV.to_vec();
+    env.push(("FAKE_BROKEN", "shutdown systemctl"));
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(!run.success);
+    assert!(run.output.contains("by: nothing"), "{}", run.output);
+    assert!(
+        run.output.contains("error: no hard timeout could be armed"),
+        "{}",
+        run.output
+    );
+    let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
+    assert_eq!(
+        run.calls,
+        [
+            "shutdown -h +180".to_string(),
+            "systemctl daemon-reload".to_string(),
+            format!(
+                "aws s3 cp --only-show-errors {} s3://hhvm-scratch/{log_key}",
+                sandbox.root.join("worker.log").display()
+            ),
+            "shutdown -h now".to_string(),
+        ],
+        "{}",
+        run.output
+    );
+    assert!(
+        sandbox
+            .get(&format!("hhvm-scratch/{log_key}"))
+            .is_some_and(|log| log.contains("no hard timeout could be armed"))
+    );
+    assert!(
+        sandbox.unit(DEADLINE_TIMER).is_none() && sandbox.unit(DEADLINE_SERVICE).is_none(),
+        "no half-installed timer is left"
+    );
+}
+
+#[test]
+fn a_kill_while_the_timeout_is_armed_still_powers_off() {
+    let sandbox = Sandbox::new("killed-arming");
+    let run = sandbox.run_until_killed("make-binary-package.sh", BINARY_ENV, "systemctl enable", libc::SIGTERM);
+    assert_eq!(run.code, Some(143), "{}", run.output);
+    assert!(run.output.contains("killed by SIGTERM"), "{}", run.output);
+    assert!(run.output.contains("failed with status 143"), "{}", run.output);
+    assert_eq!(
+        run.calls.last().map(String::as_str),
+        Some("shutdown -h now"),
+        "{:?}",
+        run.calls
+    );
+    assert!(!run.has_call(&["git clone"]), "{:?}", run.calls);
+}
+
+#[test]
+fn a_job_killed_midway_logs_the_kill_and_fails() {
+    for (signal, name, status) in [(libc::SIGTERM, "SIGTERM", 143), (libc::SIGHUP, "SIGHUP", 129)] {
+        let sandbox = Sandbox::new("killed");
+        sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+        let run = sandbox.run_until_killed("make-binary-package.sh", BINARY_ENV, "git clone", signal);
+        assert_eq!(run.code, Some(status), "128 + the signal's number: {}", run.output);
+        assert!(
+            run.output
+                .contains(&format!("killed by {name} (hard timeout: 180 min, at ")),
+            "{}",
+            run.output
+        );
+        assert!(
+            run.output.contains(&format!("failed with status {status}\n")),
+            "{}",
+            run.output
+        );
+        assert!(!run.output.contains("finished"), "{}", run.output);
+        let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
+        assert_bounded_and_logged(&run, "180", log_key);
+        assert!(
+            sandbox
+                .get(&format!("hhvm-scratch/{log_key}"))
+                .is_some_and(|log| log.contains(&format!("killed by {name}")))
+        );
+        assert!(!run.has_call(&["markers/"]), "{:?}", run.calls);
+    }
+}
+
+#[test]
+fn a_local_run_arms_no_timer_and_does_not_power_off() {
+    let sandbox = Sandbox::new("local");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    env.push(("SHUTDOWN_WHEN_DONE", "false"));
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(run.success, "{}", run.output);
+    assert!(
+        !run.has_call(&["shutdown"]) && !run.has_call(&["systemctl"]),
+        "{:?}",
+        run.calls
+    );
+    assert!(sandbox.unit(DEADLINE_TIMER).is_none());
+    assert!(run.has_call(&["s3://hhvm-scratch/markers/4.168.2/binary-package/debian-12-bookworm.json"]));
+}
+
+#[test]
+fn a_missing_tool_fails_before_any_effect_naming_each() {
+    /// (script, its variables, tools taken away, how the error names them)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 4] = [
+        (
+            "make-binary-package.sh",
+            BINARY_ENV,
+            &["docker", "git", "curl"],
+            "curl git docker",
+        ),
+        ("make-source-tarball.sh", SOURCE_ENV, &["ssh", "gpg"], "gpg ssh"),
+        ("update-repos.sh", REPO_ENV, &["gpg", "dpkg-deb"], "dpkg-deb gpg"),
+        ("publish-release-source.sh", &[("VERSION", "4.168.2")], &["aws"], "aws"),
+    ];
+    for (script, variables, hidden, named) in cases {
+        let sandbox = Sandbox::new("missing-tool");
+        let path = sandbox.path_without(hidden);
+        let mut env = variables.to_vec();
+        env.push(("PATH", path.as_str()));
+        let run = sandbox.run(script, &env);
+        assert!(!run.success, "{script}: {}", run.output);
+        assert!(
+            run.output.contains(&format!(
+                "error: the worker image lacks: {named} (see docs/workers.md)\n"
+            )),
+            "{script}: {}",
+            run.output
+        );
+        // Checked once the job's packages are installed (they provide some of the tools).
+        assert!(run.has_call(&["apt-get install"]), "{script}: {:?}", run.calls);
+        let only_timer_packages_log_and_power_off = run.calls.iter().all(|call| {
+            call.starts_with("shutdown -h ")
+                || call.starts_with("systemctl ")
+                || call.starts_with("apt-get ")
+                || (call.starts_with("aws s3 cp") && call.contains("s3://hhvm-scratch/logs/"))
+        });
+        assert!(only_timer_packages_log_and_power_off, "{script}: {:?}", run.calls);
+        assert_eq!(
+            run.calls.last().map(String::as_str),
+            Some("shutdown -h now"),
+            "{script}"
+        );
+        if !hidden.contains(&"aws") {
+            assert!(
+                run.has_call(&["aws s3 cp", "s3://hhvm-scratch/logs/"]),
+                "{script}: the log goes up: {:?}",
+                run.calls
+            );
+        }
     }
 }
