@@ -21,6 +21,7 @@
 //! ```
 
 pub mod deploy;
+mod events;
 mod executions;
 mod fixtures;
 pub mod lambda_service;

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use serde_json::Value;
 
 use crate::deploy::{self, DeployedStack, MotoServer};
+use crate::events::{self, EventDelivery};
 use crate::fixtures::RELEASE_BRANCH;
 use crate::lambda_service::{FunctionSpec, LambdaService, ServiceConfig};
 use crate::machines::REGION;
@@ -90,6 +91,7 @@ pub struct LocalStack {
     /// Machine name → ARN: the template's, and any registered from other definitions.
     pub(crate) machines: BTreeMap<String, String>,
     worker: Option<LocalWorker>,
+    events: Option<EventDelivery>,
     lambdas: Option<LambdaService>,
     moto: Option<MotoServer>,
     pub(crate) verbose: bool,
@@ -246,6 +248,19 @@ impl LocalStack {
         let mut service = ServiceConfig::new(functions, common_environment, moto.port(), run_dir.join("lambdas"));
         service.port = lambda_port;
         let lambdas = LambdaService::start(service).await?;
+        let rules = events::execution_rules(&root, &endpoint)?;
+        say(&format!(
+            "delivering the machines' execution ends to {} rule(s) as EventBridge would (events.log)",
+            rules.len()
+        ));
+        let events = EventDelivery::start(
+            aws_sdk_sfn::Client::new(&sdk_config),
+            deployed.state_machines.values().cloned().collect(),
+            rules,
+            lambda_port,
+            run_dir.join("events.log"),
+            options.poll_interval,
+        );
 
         let mut stack = LocalStack {
             root,
@@ -255,6 +270,7 @@ impl LocalStack {
             machines: deployed.state_machines.clone(),
             deployed,
             worker: None,
+            events: Some(events),
             lambdas: Some(lambdas),
             moto: Some(moto),
             verbose: options.verbose,
@@ -459,6 +475,16 @@ impl LocalStack {
         std::fs::write(&path, "").context(format!("write {}", path.display()))
     }
 
+    /// Makes every later build of `version` for `distro` hang until its instance is terminated:
+    /// a worker that never finishes.
+    pub fn hang_builds_of(&self, distro: &str, version: &str) -> Result<(), StackError> {
+        let path = self
+            .settings
+            .failing_builds_dir
+            .join(format!("{version}_{distro}.hang"));
+        std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
     /// Makes every later repository update of `version` die after its pool upload: the local
     /// worker's gpg refuses to sign the repositories while this marker exists (remove it with
     /// `succeed_updates_of`).
@@ -518,6 +544,9 @@ impl LocalStack {
     /// Stops the local worker, then the functions and moto (each process by its own process
     /// group). Logs stay in the run directory. Repeating it does nothing.
     pub fn stop(&mut self) {
+        if let Some(events) = self.events.take() {
+            events.stop();
+        }
         if let Some(worker) = self.worker.take() {
             worker.stop();
         }

@@ -1,9 +1,12 @@
 //! The local EC2 worker: what an instance's boot would do, on this machine. It polls moto for
 //! instances in `pending`/`running`, and runs each new one's user data with bash in a sandbox
-//! directory (`<run dir>/workers/<instance id>/`), with stubs first on PATH (`shutdown`,
+//! directory (`<run dir>/workers/<instance id>/`), with stubs first on PATH (`shutdown`, `systemctl`,
 //! `apt-get`) and the real tools after them (the `aws` CLI pointed at moto, git, gpg, python3,
 //! dpkg-deb). The script's output goes to its WORKER_LOG as cloud-init's would. When the script
-//! exits, the instance is terminated in moto unless the script powered it off itself.
+//! exits, the instance is terminated in moto unless the script powered it off itself; when the
+//! instance is terminated from outside while the script runs, the script gets SIGTERM, as on an
+//! instance shutting down. Instances without a `JobKind` tag are not the pipeline's: they just
+//! run.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -39,6 +42,13 @@ for argument in "$@"; do
 done
 echo "shutdown (local worker): unsupported arguments: $*" >&2
 exit 1
+"#;
+
+/// `systemctl` on a worker: the script's persistent deadline timer (written into the sandbox's
+/// `systemd/`) is recorded and never armed, like the `shutdown` timer: the host's own systemd
+/// is never touched.
+const SYSTEMCTL_STUB: &str = r#"#!/bin/bash
+printf '%s timer ignored: systemctl %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOCAL_WORKER_DIR/shutdown.log"
 "#;
 
 /// `apt-get` on a worker: the tools are already on this machine (INSTALL_PACKAGES=false makes
@@ -108,6 +118,8 @@ pub(crate) struct WorkerConfig {
 struct Shared {
     runs: Mutex<Vec<WorkerRun>>,
     running: Mutex<HashMap<String, u32>>,
+    /// Instances terminated from outside whose scripts were sent SIGTERM.
+    shut_down: Mutex<HashSet<String>>,
     stopping: AtomicBool,
 }
 
@@ -168,6 +180,35 @@ async fn poll_instances(config: Arc<WorkerConfig>, shared: Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         match live_instances(&config.ec2).await {
             Ok(instances) => {
+                // An instance terminated in moto while its script runs shuts down, as on EC2:
+                // the script gets SIGTERM (and its exit handler runs).
+                let live: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+                let terminated: Vec<(String, u32)> = shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .filter(|(id, _)| seen.contains(*id) && !live.contains(id.as_str()))
+                    .map(|(id, pid)| (id.clone(), *pid))
+                    .collect();
+                for (id, pid) in terminated {
+                    // A script that powered itself off terminated its own instance and is exiting.
+                    let shutdown_log = config.run_dir.join("workers").join(&id).join("shutdown.log");
+                    let powered_off = std::fs::read_to_string(shutdown_log).is_ok_and(|log| log.contains("power off"));
+                    if !powered_off
+                        && shared
+                            .shut_down
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id.clone())
+                    {
+                        progress(
+                            &config,
+                            &format!("worker {id} was terminated: shutting its script down"),
+                        );
+                        signal_group(pid, libc::SIGTERM);
+                    }
+                }
                 for instance in instances {
                     if seen.insert(instance.id.clone()) {
                         tokio::spawn(run_instance(config.clone(), shared.clone(), instance));
@@ -211,9 +252,10 @@ async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Result<Vec<NewInstance>, S
                     .and_then(|t| t.value())
                     .map(str::to_string)
             };
+            // Only the pipeline's workers boot into a job; any other instance just runs.
             Some(NewInstance {
                 id: instance.instance_id()?.to_string(),
-                job: tag("JobKind").unwrap_or_else(|| "untagged".into()),
+                job: tag("JobKind")?,
                 distro: tag("Distro"),
             })
         })
@@ -301,12 +343,13 @@ async fn prepare_and_run(
     sandbox: &Path,
 ) -> Result<Option<i32>, StackError> {
     let script = user_data(&config.ec2, &instance.id).await?;
-    for dir in ["bin", "home", "work", "tmp", "out"] {
+    for dir in ["bin", "home", "work", "tmp", "out", "systemd"] {
         create_dir(&sandbox.join(dir))?;
     }
     let script_path = sandbox.join("user-data.sh");
     std::fs::write(&script_path, &script).context(format!("write {}", script_path.display()))?;
     write_executable(&sandbox.join("bin/shutdown"), SHUTDOWN_STUB)?;
+    write_executable(&sandbox.join("bin/systemctl"), SYSTEMCTL_STUB)?;
     write_executable(&sandbox.join("bin/apt-get"), APT_GET_STUB)?;
     write_executable(&sandbox.join("bin/gpg"), GPG_STUB)?;
     let mut gnupg = sandbox.join("gnupg");
@@ -340,6 +383,7 @@ async fn prepare_and_run(
         .env("PACKAGING_DIR", sandbox.join("packaging"))
         .env("OUT_DIR", sandbox.join("out"))
         .env("WORKER_LOG", &log_path)
+        .env("SYSTEMD_UNIT_DIR", sandbox.join("systemd"))
         .env("INSTALL_PACKAGES", "false")
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("duplicate the worker log handle")?)

@@ -774,6 +774,10 @@ fn configuration_loaders() -> Vec<(&'static str, Loader)> {
             notify_execution_failure::NotifyExecutionFailure::NAME,
             load::<notify_execution_failure::NotifyExecutionFailure>,
         ),
+        (
+            clean_up_after_execution::CleanUpAfterExecution::NAME,
+            load::<clean_up_after_execution::CleanUpAfterExecution>,
+        ),
     ]
 }
 

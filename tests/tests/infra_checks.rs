@@ -2,16 +2,20 @@
 //! the statement, when a role allows an action on `Resource "*"`; the template deploys exactly
 //! the functions the crates under `lambdas/` build, every state machine's `${Placeholder}`s are
 //! exactly its `DefinitionSubstitutions`, and docs/deploy.md's parameter table lists exactly the
-//! template's parameters.
+//! template's parameters. Over the state machine definitions themselves: every poll loop fits its
+//! machine's time and history limits at the pipeline's poll settings, and every retrier retries
+//! only what is worth retrying, with jitter.
 //!
 //! The tools live in `.venv` and `.venv-cfripper` (`bin/setup-tools`, which `bin/test` runs).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use pipeline_core::layout::JobKind;
+use pipeline_core::polling::{DEFAULT_POLL_INTERVAL_SECONDS, DEFAULT_POLL_LIMIT, MAX_POLL_LIMIT};
+use serde_json::{Map, Value};
 
 fn root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -613,5 +617,494 @@ fn the_readme_parsers_read_only_what_they_are_pointed_at() {
     assert_eq!(
         template_function_names(template),
         ["hhvm-f".to_string()].into_iter().collect()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poll budgets and retries, over the definitions: a machine's worker poll loops fit its
+// TimeoutSeconds at the default poll settings and its history at the largest pollLimit, a loop
+// outlives the longest worker, a parent outlives its children, and the retriers retry transient
+// errors only (with jitter) and keep polling through service trouble.
+// ---------------------------------------------------------------------------------------------
+
+/// The Lambda a worker poll loop calls, and the one a loop waiting for child executions calls.
+/// Both only read, so retrying them long is harmless.
+const WORKER_POLL_FUNCTION: &str = "${GetInstancesStateFunctionArn}";
+const CHILD_POLL_FUNCTION: &str = "${GetStateMachineExecutionsStateFunctionArn}";
+
+/// Errors no retrier may list: a refused request, bad input and bad versions fail the same way
+/// every time, and `States.ALL` would retry those too.
+const NEVER_RETRIED: [&str; 4] = ["AwsRequestRefused", "InvalidInput", "InvalidVersion", "States.ALL"];
+
+/// Errors of a Lambda that timed out or crashed: every task is idempotent, so they are retried.
+const LAMBDA_CRASH_ERRORS: [&str; 2] = ["Lambda.Unknown", "Lambda.ClientExecutionTimeoutException"];
+
+/// A Standard execution's history quota.
+const HISTORY_EVENT_LIMIT: u64 = 25_000;
+/// One poll: Wait entered and exited (2), the Task entered, scheduled, started, succeeded and
+/// exited (5), the Choice entered and exited (2), the counting Pass entered and exited (2).
+const HISTORY_EVENTS_PER_POLL: u64 = 11;
+/// Room for every state outside the poll loops, their retries included.
+const HISTORY_EVENTS_OUTSIDE_POLLS: u64 = 2_000;
+/// How much longer than the longest worker's hard timeout a worker loop must keep polling: the
+/// instance still has to power off and the poll after that to see it.
+const WORKER_SHUTDOWN_MARGIN_SECONDS: u64 = 600;
+/// A poll task retries AwsServiceError at least this often before its loop cleans up.
+const POLL_TASK_MIN_SERVICE_ERROR_ATTEMPTS: u64 = 10;
+/// Machines that run others to their end, one after the other: each must outlive its children.
+const PARENT_MACHINES: [(&str, [&str; 2]); 2] = [
+    ("hhvm-build-and-publish", ["hhvm-build", "hhvm-publish-release"]),
+    ("hhvm-build-and-publish-multi", ["hhvm-build", "hhvm-publish-release"]),
+];
+
+/// The poll settings and worker lifetimes the definitions are checked against.
+struct PollLimits {
+    default_limit: u64,
+    default_interval_seconds: u64,
+    max_limit: u64,
+    longest_worker_minutes: u64,
+}
+
+impl PollLimits {
+    fn of_the_pipeline() -> PollLimits {
+        PollLimits {
+            default_limit: DEFAULT_POLL_LIMIT,
+            default_interval_seconds: DEFAULT_POLL_INTERVAL_SECONDS,
+            max_limit: MAX_POLL_LIMIT,
+            longest_worker_minutes: JobKind::ALL
+                .iter()
+                .map(JobKind::hard_timeout_minutes)
+                .max()
+                .expect("there are job kinds"),
+        }
+    }
+}
+
+/// The definitions under state-machines/, by machine name (`hhvm-build`, …).
+fn definitions() -> BTreeMap<String, Value> {
+    let dir = root().join("state-machines");
+    let mut machines = BTreeMap::new();
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{} is readable: {e}", dir.display())) {
+        let path = entry.expect("state-machines/ is listed").path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".asl.json"))
+        else {
+            continue;
+        };
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} is readable: {e}", path.display()));
+        let definition = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        machines.insert(name.to_string(), definition);
+    }
+    machines
+}
+
+/// Every `States` map of a definition: the top level's, and those of Parallel branches and Map
+/// iterators, whose transitions stay inside them.
+fn state_maps(definition: &Value) -> Vec<&Map<String, Value>> {
+    let mut maps = Vec::new();
+    let Some(states) = definition["States"].as_object() else {
+        return maps;
+    };
+    maps.push(states);
+    for state in states.values() {
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            maps.extend(state_maps(branch));
+        }
+        for key in ["Iterator", "ItemProcessor"] {
+            maps.extend(state_maps(&state[key]));
+        }
+    }
+    maps
+}
+
+/// The states a state may go to next: `Next`, `Default`, each choice's and each catcher's.
+fn successors(state: &Value) -> Vec<&str> {
+    let mut next: Vec<&str> = ["Next", "Default"]
+        .iter()
+        .filter_map(|key| state[key].as_str())
+        .collect();
+    for list in ["Choices", "Catch"] {
+        next.extend(
+            state[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item["Next"].as_str()),
+        );
+    }
+    next
+}
+
+/// The states reachable from `from` in one step or more.
+fn reachable<'a>(states: &'a Map<String, Value>, from: &str) -> BTreeSet<&'a str> {
+    let mut seen = BTreeSet::new();
+    let mut pending: Vec<&str> = states.get(from).map(successors).unwrap_or_default();
+    while let Some(name) = pending.pop() {
+        if let Some((name, state)) = states.get_key_value(name)
+            && seen.insert(name.as_str())
+        {
+            pending.extend(successors(state));
+        }
+    }
+    seen
+}
+
+/// The states on a cycle through `task`: its poll loop (empty when it is on none).
+fn loop_through<'a>(states: &'a Map<String, Value>, task: &str) -> BTreeSet<&'a str> {
+    reachable(states, task)
+        .into_iter()
+        .filter(|name| reachable(states, name).contains(task))
+        .collect()
+}
+
+/// Whether a choice rule (or one nested in its `And`, `Or`, `Not`) compares `$.poll.count` with
+/// `$.pollLimit`.
+fn compares_poll_count_with_limit(rule: &Value) -> bool {
+    let compares = rule["Variable"] == "$.poll.count"
+        && rule.as_object().is_some_and(|fields| {
+            fields
+                .iter()
+                .any(|(key, value)| key.ends_with("Path") && value == "$.pollLimit")
+        });
+    compares
+        || ["And", "Or"]
+            .iter()
+            .flat_map(|key| rule[key].as_array().into_iter().flatten())
+            .any(compares_poll_count_with_limit)
+        || (rule["Not"].is_object() && compares_poll_count_with_limit(&rule["Not"]))
+}
+
+/// Whether a state is the Choice that bounds a worker poll loop by `pollLimit`.
+fn bounds_worker_polls(state: &Value) -> bool {
+    state["Type"] == "Choice"
+        && state["Choices"]
+            .as_array()
+            .is_some_and(|rules| rules.iter().any(compares_poll_count_with_limit))
+}
+
+/// A definition's worker poll loops: the Choice states comparing `$.poll.count` with `$.pollLimit`.
+fn worker_poll_loops(definition: &Value) -> u64 {
+    state_maps(definition)
+        .iter()
+        .flat_map(|states| states.values())
+        .filter(|state| bounds_worker_polls(state))
+        .count() as u64
+}
+
+fn is_lambda_task(state: &Value) -> bool {
+    state["Type"] == "Task"
+        && state["Resource"]
+            .as_str()
+            .is_some_and(|resource| resource.ends_with("FunctionArn}") || resource.contains(":lambda:"))
+}
+
+fn lists(retrier: &Value, error: &str) -> bool {
+    retrier["ErrorEquals"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|listed| listed == error))
+}
+
+/// Everything in `machines` that breaks a poll budget or a retry rule at `limits`: one message
+/// per problem, naming the machine and state.
+fn poll_budget_and_retry_problems(machines: &BTreeMap<String, Value>, limits: &PollLimits) -> Vec<String> {
+    let mut problems = Vec::new();
+    let loop_budget = limits.default_limit * limits.default_interval_seconds;
+    let longest_worker = limits.longest_worker_minutes * 60 + WORKER_SHUTDOWN_MARGIN_SECONDS;
+    if loop_budget < longest_worker {
+        problems.push(format!(
+            "a worker poll loop at the defaults (pollLimit {} × {} s = {loop_budget} s) gives up before the \
+             longest worker's hard timeout of {} min + {WORKER_SHUTDOWN_MARGIN_SECONDS} s",
+            limits.default_limit, limits.default_interval_seconds, limits.longest_worker_minutes
+        ));
+    }
+    let timeout_of = |machine: &str| {
+        machines
+            .get(machine)
+            .and_then(|definition| definition["TimeoutSeconds"].as_u64())
+    };
+
+    for (machine, definition) in machines {
+        let loops = worker_poll_loops(definition);
+        match timeout_of(machine) {
+            None => problems.push(format!("{machine}: no TimeoutSeconds")),
+            Some(timeout) if loops * loop_budget > timeout => problems.push(format!(
+                "{machine}: its {loops} worker poll loops at the defaults take {loops} × {loop_budget} s = {} s, \
+                 more than its TimeoutSeconds {timeout}",
+                loops * loop_budget
+            )),
+            Some(_) => {}
+        }
+        let history = loops * limits.max_limit * HISTORY_EVENTS_PER_POLL + HISTORY_EVENTS_OUTSIDE_POLLS;
+        if history > HISTORY_EVENT_LIMIT {
+            problems.push(format!(
+                "{machine}: its {loops} worker poll loops at pollLimit {} need {history} history events \
+                 ({HISTORY_EVENTS_PER_POLL} a poll, {HISTORY_EVENTS_OUTSIDE_POLLS} for the rest), more than \
+                 a Standard execution's {HISTORY_EVENT_LIMIT}",
+                limits.max_limit
+            ));
+        }
+
+        for states in state_maps(definition) {
+            for (name, state) in states {
+                let retriers = state["Retry"].as_array().map(Vec::as_slice).unwrap_or_default();
+                for (index, retrier) in retriers.iter().enumerate() {
+                    if retrier["JitterStrategy"] != "FULL" {
+                        problems.push(format!("{machine}: {name}: Retry[{index}] has no JitterStrategy FULL"));
+                    }
+                    for error in NEVER_RETRIED.iter().filter(|error| lists(retrier, error)) {
+                        problems.push(format!("{machine}: {name}: Retry[{index}] retries {error}"));
+                    }
+                }
+                if is_lambda_task(state) {
+                    for error in LAMBDA_CRASH_ERRORS {
+                        if !retriers.iter().any(|retrier| lists(retrier, error)) {
+                            problems.push(format!("{machine}: {name}: does not retry {error}"));
+                        }
+                    }
+                }
+                let resource = state["Resource"].as_str().unwrap_or_default();
+                if resource == WORKER_POLL_FUNCTION || resource == CHILD_POLL_FUNCTION {
+                    // ASL's default MaxAttempts is 3.
+                    let attempts = retriers
+                        .iter()
+                        .find(|retrier| lists(retrier, "AwsServiceError"))
+                        .map(|retrier| retrier["MaxAttempts"].as_u64().unwrap_or(3));
+                    match attempts {
+                        None => problems.push(format!("{machine}: {name}: a poll that does not retry AwsServiceError")),
+                        Some(attempts) if attempts < POLL_TASK_MIN_SERVICE_ERROR_ATTEMPTS => problems.push(format!(
+                            "{machine}: {name}: a poll that retries AwsServiceError only {attempts} times, fewer \
+                             than {POLL_TASK_MIN_SERVICE_ERROR_ATTEMPTS}"
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                if resource == WORKER_POLL_FUNCTION
+                    && !loop_through(states, name)
+                        .iter()
+                        .any(|member| bounds_worker_polls(&states[*member]))
+                {
+                    problems.push(format!(
+                        "{machine}: {name}: its worker poll loop has no Choice comparing $.poll.count with $.pollLimit"
+                    ));
+                }
+                if resource == CHILD_POLL_FUNCTION {
+                    for member in loop_through(states, name) {
+                        if states[member].to_string().contains("$.pollLimit") {
+                            problems.push(format!(
+                                "{machine}: {member}: in the loop waiting for child executions ({name}), refers to \
+                                 $.pollLimit; the child's own TimeoutSeconds bounds that loop"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for (parent, children) in PARENT_MACHINES {
+        let needed: Option<u64> = children.iter().map(|child| timeout_of(child)).sum();
+        match (timeout_of(parent), needed) {
+            (Some(timeout), Some(needed)) if timeout < needed => problems.push(format!(
+                "{parent}: TimeoutSeconds {timeout} is shorter than its children's {} together ({needed})",
+                children.join(" + ")
+            )),
+            (Some(_), Some(_)) => {}
+            _ => problems.push(format!("{parent} or one of {children:?}: no TimeoutSeconds")),
+        }
+    }
+    problems
+}
+
+#[test]
+fn poll_budgets_and_retries_hold_over_the_definitions() {
+    let machines = definitions();
+    assert_eq!(
+        machines.keys().collect::<Vec<_>>(),
+        [
+            "hhvm-build",
+            "hhvm-build-and-publish",
+            "hhvm-build-and-publish-multi",
+            "hhvm-publish-release"
+        ]
+    );
+    // The loops are found: hhvm-build polls its source and build workers, the publish its release
+    // source and repository workers.
+    assert_eq!(worker_poll_loops(&machines["hhvm-build"]), 2);
+    assert_eq!(worker_poll_loops(&machines["hhvm-publish-release"]), 2);
+    let problems = poll_budget_and_retry_problems(&machines, &PollLimits::of_the_pipeline());
+    assert!(problems.is_empty(), "state-machines/:\n{}", problems.join("\n"));
+}
+
+/// The problems of the definitions with `change` applied, at the pipeline's limits changed by
+/// `change_limits`.
+fn problems_after(
+    change: impl FnOnce(&mut BTreeMap<String, Value>),
+    change_limits: impl FnOnce(&mut PollLimits),
+) -> Vec<String> {
+    let mut machines = definitions();
+    change(&mut machines);
+    let mut limits = PollLimits::of_the_pipeline();
+    change_limits(&mut limits);
+    poll_budget_and_retry_problems(&machines, &limits)
+}
+
+/// `problems_after`, which must be exactly one problem, containing every one of `expected`.
+fn single_problem_after(
+    change: impl FnOnce(&mut BTreeMap<String, Value>),
+    change_limits: impl FnOnce(&mut PollLimits),
+    expected: &[&str],
+) {
+    let problems = problems_after(change, change_limits);
+    assert!(
+        problems.len() == 1 && expected.iter().all(|part| problems[0].contains(part)),
+        "expected one problem naming {expected:?}, got {problems:#?}"
+    );
+}
+
+fn state<'a>(machines: &'a mut BTreeMap<String, Value>, machine: &str, name: &str) -> &'a mut Value {
+    let state = &mut machines.get_mut(machine).expect("the machine exists")["States"][name];
+    assert!(state.is_object(), "{machine} has a state {name:?}");
+    state
+}
+
+#[test]
+fn each_broken_poll_budget_or_retry_rule_is_named() {
+    let unchanged = |_: &mut BTreeMap<String, Value>| {};
+    let same_limits = |_: &mut PollLimits| {};
+
+    // Two worker loops of 200 × 60 s no longer fit 6 h.
+    single_problem_after(
+        |m| m.get_mut("hhvm-publish-release").unwrap()["TimeoutSeconds"] = 21600.into(),
+        same_limits,
+        &["hhvm-publish-release", "2 worker poll loops", "TimeoutSeconds 21600"],
+    );
+    // A worker that may live longer than a loop polls.
+    single_problem_after(
+        unchanged,
+        |l| l.longest_worker_minutes = 200,
+        &["longest worker", "200 min"],
+    );
+    // A larger pollLimit cap: the two worker loops of hhvm-build and of the publish overflow
+    // their histories.
+    let problems = problems_after(unchanged, |l| l.max_limit = 1100);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    for machine in ["hhvm-build:", "hhvm-publish-release:"] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(machine) && p.contains("26200 history events")),
+            "no history problem for {machine} {problems:#?}"
+        );
+    }
+    // A child that may run longer than its parent waits.
+    single_problem_after(
+        |m| m.get_mut("hhvm-build").unwrap()["TimeoutSeconds"] = 36000.into(),
+        same_limits,
+        &["hhvm-build-and-publish:", "hhvm-build + hhvm-publish-release"],
+    );
+    single_problem_after(
+        |m| m.get_mut("hhvm-build-and-publish-multi").unwrap()["TimeoutSeconds"] = 50000.into(),
+        same_limits,
+        &["hhvm-build-and-publish-multi:", "TimeoutSeconds 50000"],
+    );
+    // A Lambda that timed out or crashed is not retried.
+    for error in LAMBDA_CRASH_ERRORS {
+        single_problem_after(
+            |m| {
+                let errors = &mut state(m, "hhvm-build", "Verify Builds")["Retry"][0]["ErrorEquals"];
+                errors.as_array_mut().unwrap().retain(|listed| listed != error);
+            },
+            same_limits,
+            &["hhvm-build: Verify Builds", error],
+        );
+    }
+    // A retrier without jitter.
+    single_problem_after(
+        |m| {
+            let retrier = &mut state(m, "hhvm-publish-release", "Start Repository Update")["Retry"][1];
+            retrier.as_object_mut().unwrap().remove("JitterStrategy");
+        },
+        same_limits,
+        &["Start Repository Update", "Retry[1]", "JitterStrategy"],
+    );
+    // A retrier that retries what never succeeds on a retry.
+    for error in NEVER_RETRIED {
+        single_problem_after(
+            |m| {
+                let errors = &mut state(m, "hhvm-build-and-publish-multi", "Start Builds")["Retry"][1]["ErrorEquals"];
+                errors.as_array_mut().unwrap().push(error.into());
+            },
+            same_limits,
+            &["hhvm-build-and-publish-multi: Start Builds", "Retry[1]", error],
+        );
+    }
+    // A poll that gives up after three service errors.
+    for (machine, poll) in [
+        ("hhvm-build", "Fetch Build Instance States"),
+        ("hhvm-build-and-publish", "Fetch Publish State"),
+    ] {
+        single_problem_after(
+            |m| state(m, machine, poll)["Retry"][1]["MaxAttempts"] = 3.into(),
+            same_limits,
+            &[poll, "only 3 times"],
+        );
+    }
+    // A worker loop that polls for ever.
+    single_problem_after(
+        |m| {
+            let rules = &mut state(m, "hhvm-build", "Builds Finished?")["Choices"];
+            rules
+                .as_array_mut()
+                .unwrap()
+                .retain(|rule| !compares_poll_count_with_limit(rule));
+        },
+        same_limits,
+        &["hhvm-build: Fetch Build Instance States", "no Choice comparing"],
+    );
+    // A loop waiting for a child that gives up at pollLimit again.
+    single_problem_after(
+        |m| {
+            let rules = &mut state(m, "hhvm-build-and-publish", "Build Finished?")["Choices"];
+            rules.as_array_mut().unwrap().push(serde_json::json!({
+                "Variable": "$.poll.count",
+                "NumericGreaterThanEqualsPath": "$.pollLimit",
+                "Next": "Build Or Publish Failed"
+            }));
+        },
+        same_limits,
+        &[
+            "hhvm-build-and-publish: Build Finished?",
+            "Fetch Build State",
+            "$.pollLimit",
+        ],
+    );
+}
+
+#[test]
+fn a_poll_loop_is_the_cycle_through_its_task() {
+    let definition = serde_json::json!({"States": {
+        "Start": {"Type": "Pass", "Next": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 1, "Next": "Poll"},
+        "Poll": {"Type": "Task", "Resource": "${GetInstancesStateFunctionArn}", "Next": "Done?",
+                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}]},
+        "Done?": {"Type": "Choice", "Choices": [
+            {"Variable": "$.done", "BooleanEquals": true, "Next": "After"},
+            {"Not": {"And": [{"Variable": "$.poll.count", "NumericLessThanPath": "$.pollLimit"}]}, "Next": "Failed"}
+        ], "Default": "Wait"},
+        "After": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail"}
+    }});
+    let states = definition["States"].as_object().unwrap();
+    assert_eq!(
+        loop_through(states, "Poll"),
+        ["Done?", "Poll", "Wait"].into_iter().collect()
+    );
+    assert!(loop_through(states, "Start").is_empty());
+    assert_eq!(
+        worker_poll_loops(&definition),
+        1,
+        "a comparison nested in Not and And counts"
     );
 }

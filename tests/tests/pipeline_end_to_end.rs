@@ -605,37 +605,71 @@ async fn bad_input_fails_at_the_first_step_and_starts_nothing() {
     let started = Instant::now();
     let mut stack = start_stack().await;
     let hostile = "4.1; rm -rf /";
+    // A running instance the pipeline did not launch: an input naming it must not reach cleanup.
+    let bystander = stack
+        .ec2()
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("launch a bystander instance");
+    let bystander = bystander.instances()[0].instance_id().unwrap().to_string();
     let cases = [
         (
             "hhvm-build-and-publish",
             json!({"version": hostile}),
             "Get Version Number For Build",
+            "InvalidVersion",
+            "version",
         ),
         (
             "hhvm-build",
             json!({"version": hostile}),
             "Get Version Number For Build",
+            "InvalidVersion",
+            "version",
         ),
         (
             "hhvm-publish-release",
             json!({"version": hostile}),
             "Get Version Number For Build",
+            "InvalidVersion",
+            "version",
         ),
         (
             "hhvm-build-and-publish-multi",
             json!({"versions": ["4.168.2", hostile]}),
             "Start Builds",
+            "InvalidVersion",
+            "version",
+        ),
+        // Fields only the pipeline's steps write, and what a later step reads, are refused first.
+        (
+            "hhvm-build",
+            json!({"version": "4.168.2", "distros": ["debian-12-bookworm"], "instances": [bystander]}),
+            "Get Version Number For Build",
+            "InvalidInput",
+            "instances",
+        ),
+        (
+            "hhvm-publish-release",
+            json!({"version": "4.168.2", "distros": ["debian-12-bookworm; id"]}),
+            "Get Version Number For Build",
+            "InvalidInput",
+            "distros",
         ),
     ];
-    for (index, (machine, input, first_step)) in cases.into_iter().enumerate() {
+    for (index, (machine, input, first_step, error, field)) in cases.into_iter().enumerate() {
         let (outcome, progress) = run(&stack, machine, &format!("bad-{index}"), polling(input)).await;
         assert_eq!(
             (outcome.status.as_str(), outcome.error.as_deref()),
-            ("FAILED", Some("InvalidVersion")),
+            ("FAILED", Some(error)),
             "{machine}: {outcome:?}"
         );
         assert!(
-            outcome.cause.as_deref().unwrap_or("").contains("version"),
+            outcome.cause.as_deref().unwrap_or("").contains(field),
             "{machine}: the cause names the field: {outcome:?}"
         );
         let tasks_entered: Vec<&str> = progress
@@ -651,10 +685,94 @@ async fn bad_input_fails_at_the_first_step_and_starts_nothing() {
             progress.lines().join("\n")
         );
     }
-    assert!(instances(&stack).await.is_empty(), "an instance was started");
-    // The build started directly above is the only one: -multi started none.
-    assert_eq!(executions(&stack, "hhvm-build").await.len(), 1);
-    assert!(executions(&stack, "hhvm-publish-release").await.len() == 1);
+    let all = instances(&stack).await;
+    assert_eq!(all.len(), 1, "an instance was started: {all:?}");
+    assert_eq!(
+        stack.instance_state(&bystander).await.expect("the bystander's state"),
+        "running",
+        "the bystander was left alone"
+    );
+    // The builds started directly above are the only ones: -multi started none.
+    assert_eq!(executions(&stack, "hhvm-build").await.len(), 2);
+    assert_eq!(executions(&stack, "hhvm-publish-release").await.len(), 2);
     stack.stop();
     report("4 (bad input)", started);
+}
+
+/// Waits until no instance of the pipeline runs and no child execution runs, or fails naming
+/// what still does after `timeout`.
+async fn wait_until_nothing_runs(stack: &LocalStack, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let workers = live_instances(stack).await;
+        let mut children = Vec::new();
+        for machine in ["hhvm-build", "hhvm-publish-release"] {
+            children.extend(
+                executions(stack, machine)
+                    .await
+                    .into_iter()
+                    .filter(|e| e.status().as_str() == "RUNNING")
+                    .map(|e| e.name().to_string()),
+            );
+        }
+        if workers.is_empty() && children.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after {} s: instances {workers:?}, child executions {children:?}",
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let version = "4.168.4";
+    let hanging = "ubuntu-24.04-noble";
+    stack.hang_builds_of(hanging, version).expect("set the hang knob");
+
+    let arn = start(
+        &stack,
+        "hhvm-build-and-publish",
+        "stopped",
+        &polling(json!({"version": version})),
+    )
+    .await;
+    // Wait until the hanging distro's worker runs: the build is midway.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !binary_package_workers(&stack)
+        .await
+        .values()
+        .any(|distro| distro == hanging)
+    {
+        assert!(Instant::now() < deadline, "the {hanging} worker never started");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stack
+        .sfn()
+        .stop_execution()
+        .execution_arn(&arn)
+        .cause("stopped by hand")
+        .send()
+        .await
+        .expect("stop the run");
+
+    // Outside any Catch: the execution-end handler ends the child build, whose own end ends
+    // its workers.
+    wait_until_nothing_runs(&stack, Duration::from_secs(300)).await;
+    let builds = executions(&stack, "hhvm-build").await;
+    assert_eq!(builds.len(), 1, "one child build");
+    assert_eq!(builds[0].status().as_str(), "ABORTED", "the child build was stopped");
+    let events = std::fs::read_to_string(stack.run_dir().join("events.log")).unwrap_or_default();
+    assert!(
+        events.contains("ABORTED") && events.contains("hhvm-clean-up-after-execution"),
+        "the ends were delivered to the cleanup:\n{events}"
+    );
+    stack.stop();
+    report("6 (stopped by hand)", started);
 }

@@ -50,19 +50,10 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
-    pub fn from_payload(payload: &Payload) -> Result<BuildRequest, PipelineError> {
+    pub fn from_payload(payload: &Payload, buckets: &Buckets) -> Result<BuildRequest, PipelineError> {
         let worker = WorkerRequest::from_payload(payload)?;
-        let source = payload.required(
-            "source",
-            "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
-        )?;
+        let source = buckets.read_source(payload, &worker.version)?;
         let distros = read_distros(payload)?;
-        if distros.as_ref().is_some_and(Vec::is_empty) {
-            return Err(PipelineError::invalid_input(
-                "distros",
-                "is empty; leave it out to build CURRENT_TARGETS of the packaging branch",
-            ));
-        }
         let force = payload.optional::<bool>("force", "a boolean")?.unwrap_or(false);
         Ok(BuildRequest {
             worker,
@@ -138,7 +129,7 @@ where
     Fut: Future<Output = Result<Vec<Distro>, PipelineError>>,
 {
     let mut payload = Payload::from_value(event)?;
-    let request = BuildRequest::from_payload(&payload)?;
+    let request = BuildRequest::from_payload(&payload, &deps.buckets)?;
     let shared = shared_prelude(&request, &deps.buckets, &deps.config)?;
 
     let distros = unique(match &request.distros {
@@ -239,7 +230,11 @@ mod tests {
     use super::*;
 
     fn request(input: Value) -> Result<BuildRequest, PipelineError> {
-        BuildRequest::from_payload(&Payload::from_value(input).unwrap())
+        let buckets = Buckets {
+            downloads: "hhvm-downloads".parse().unwrap(),
+            scratch: "hhvm-scratch".parse().unwrap(),
+        };
+        BuildRequest::from_payload(&Payload::from_value(input).unwrap(), &buckets)
     }
 
     fn base() -> Value {
@@ -265,6 +260,7 @@ mod tests {
             (json!(["debian-12-bookworm", "x; id"]), "`distros[1]`"),
             (json!([]), "`distros`"),
             (json!("debian-12-bookworm"), "`distros`"),
+            (json!(["debian-12-bookworm", "debian-12-bookworm"]), "`distros[1]`"),
         ] {
             let mut input = base();
             input["distros"] = distros;
@@ -275,6 +271,14 @@ mod tests {
         let mut input = base();
         input["force"] = json!("yes");
         assert!(request(input).unwrap_err().to_string().contains("`force`"));
+    }
+
+    #[test]
+    fn source_must_be_the_versions_tarball() {
+        let mut input = base();
+        input["source"] = json!({"bucket": "someone-elses-bucket", "path": "hhvm-4.168.2.tar.gz"});
+        let error = request(input).unwrap_err();
+        assert!(error.to_string().contains("`source`"), "{error}");
     }
 
     #[test]

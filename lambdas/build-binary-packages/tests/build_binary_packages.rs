@@ -46,11 +46,13 @@ async fn deps() -> Deps {
     deps_with(pipeline_aws::ec2_client(&config)).await
 }
 
-fn input(execution: &str, distros: Value) -> Value {
+/// A request as get-build-version's output has it: `source` is where the version's tarball
+/// belongs (the test's scratch bucket).
+fn input(deps: &Deps, execution: &str, distros: Value) -> Value {
     json!({
         "version": "4.168.2",
         "nightly": false,
-        "source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.2.tar.gz"},
+        "source": {"bucket": deps.buckets.scratch.as_str(), "path": "hhvm-4.168.2.tar.gz"},
         "packagingBranch": "HHVM-4.168",
         "distros": distros,
         "executionName": execution,
@@ -66,7 +68,7 @@ async fn no_fetch(_: PackagingBranch) -> Result<Vec<Distro>, PipelineError> {
 async fn launches_one_configured_worker_per_distro() {
     let deps = deps().await;
     let execution = unique_name("exec");
-    let input = input(&execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
+    let input = input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
     let output = handle(&deps, no_fetch, input.clone()).await.unwrap();
 
     assert_eq!(output["distros"], json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
@@ -102,7 +104,7 @@ async fn launches_one_configured_worker_per_distro() {
                 ("VERSION", "4.168.2"),
                 ("IS_NIGHTLY", "false"),
                 ("PACKAGING_BRANCH", "HHVM-4.168"),
-                ("SOURCE_BUCKET", "hhvm-scratch"),
+                ("SOURCE_BUCKET", deps.buckets.scratch.as_str()),
                 ("SOURCE_KEY", "hhvm-4.168.2.tar.gz"),
                 ("SCRATCH_BUCKET", deps.buckets.scratch.as_str()),
                 ("NODIST_BUCKET", "hhvm-nodist"),
@@ -121,7 +123,7 @@ async fn launches_one_configured_worker_per_distro() {
 async fn retry_with_same_input_launches_nothing_new() {
     let deps = deps().await;
     let execution = unique_name("exec");
-    let input = input(&execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
+    let input = input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
     assert_retry_launches_nothing_new(&deps.ec2, &execution, 2, async || {
         handle(&deps, no_fetch, input.clone()).await
     })
@@ -143,7 +145,7 @@ async fn distros_with_a_success_marker_are_skipped_unless_forced() {
     let output = handle(
         &deps,
         no_fetch,
-        input(&execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"])),
+        input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"])),
     )
     .await
     .unwrap();
@@ -159,7 +161,7 @@ async fn distros_with_a_success_marker_are_skipped_unless_forced() {
     );
 
     let execution = unique_name("exec");
-    let mut forced = input(&execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
+    let mut forced = input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
     forced["force"] = json!(true);
     let output = handle(&deps, no_fetch, forced).await.unwrap();
     assert_eq!(output["skippedDistros"], json!([]));
@@ -170,7 +172,7 @@ async fn distros_with_a_success_marker_are_skipped_unless_forced() {
 async fn without_distros_the_branch_current_targets_are_built() {
     let deps = deps().await;
     let execution = unique_name("exec");
-    let mut request = input(&execution, Value::Null);
+    let mut request = input(&deps, &execution, Value::Null);
     request.as_object_mut().unwrap().remove("distros");
     let fetch = |branch: PackagingBranch| async move {
         assert_eq!(branch.to_string(), "HHVM-4.168");
@@ -186,7 +188,7 @@ async fn without_distros_the_branch_current_targets_are_built() {
             problem: "404".into(),
         })
     };
-    let mut request = input(&unique_name("exec"), Value::Null);
+    let mut request = input(&deps, &unique_name("exec"), Value::Null);
     request.as_object_mut().unwrap().remove("distros");
     assert_eq!(
         handle(&deps, unavailable, request).await.unwrap_err().error_type(),
@@ -229,7 +231,9 @@ async fn a_launch_that_fails_midway_leaves_no_running_instance() {
 
     let execution = unique_name("exec");
     let distros = json!(["debian-12-bookworm", "ubuntu-24.04-noble", "debian-11-bullseye"]);
-    let error = handle(&deps, no_fetch, input(&execution, distros)).await.unwrap_err();
+    let error = handle(&deps, no_fetch, input(&deps, &execution, distros))
+        .await
+        .unwrap_err();
     assert_eq!(error.error_type(), "WorkerLaunchFailed");
     assert!(error.to_string().contains("ubuntu-24.04-noble"), "{error}");
     assert!(error.to_string().contains("InsufficientInstanceCapacity"), "{error}");
@@ -276,7 +280,12 @@ async fn bad_input_launches_nothing_and_names_the_field() {
         (
             json!({"source": {"bucket": "hhvm-scratch", "path": "a b.tar.gz"}}),
             "InvalidInput",
-            "source.path",
+            "source",
+        ),
+        (
+            json!({"source": {"bucket": "someone-elses-bucket", "path": "hhvm-4.168.2.tar.gz"}}),
+            "InvalidInput",
+            "belongs at",
         ),
         (
             json!({"source": {"bucket": "Bad_Bucket", "path": "x.tar.gz"}}),
@@ -292,8 +301,10 @@ async fn bad_input_launches_nothing_and_names_the_field() {
         (json!({"force": "yes"}), "InvalidInput", "force"),
         (json!({"nightly": true}), "InvalidInput", "nightly"),
     ];
-    assert_each_rejected(&cases, &input("e", json!(["debian-12-bookworm"])), async |request| {
-        handle(&deps, no_fetch, request).await
-    })
+    assert_each_rejected(
+        &cases,
+        &input(&deps, "e", json!(["debian-12-bookworm"])),
+        async |request| handle(&deps, no_fetch, request).await,
+    )
     .await;
 }

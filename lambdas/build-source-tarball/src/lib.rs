@@ -14,7 +14,7 @@ use pipeline_core::launch::{LaunchPlan, WorkerRequest};
 use pipeline_core::layout::JobKind;
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{PreludeValue, base_prelude};
-use pipeline_core::{Payload, PipelineError, S3Location};
+use pipeline_core::{Payload, PipelineError};
 use serde_json::Value;
 
 pub const LIBRARY: &str = include_str!("../../../userdata/common.sh");
@@ -32,10 +32,7 @@ pub type Deps = pipeline_aws::single_worker::SingleWorkerDeps;
 /// The launch this payload asks for: pure, so every validation runs before any AWS call.
 pub fn plan(payload: &Payload, buckets: &Buckets, config: &LaunchConfig) -> Result<LaunchPlan, PipelineError> {
     let request = WorkerRequest::from_payload(payload)?;
-    let source: S3Location = payload.required(
-        "source",
-        "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
-    )?;
+    let source = buckets.read_source(payload, &request.version)?;
     let mut prelude = base_prelude(&request, buckets, &config.worker_settings)?;
     prelude
         .set(

@@ -1,13 +1,15 @@
 //! build-source-tarball against a real EC2 API (moto) through the real SDK client.
 
+use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName};
+use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, mock};
 use build_source_tarball::handle;
 use pipeline_core::layout::JobKind;
-use pipeline_testing::unique_name;
 use pipeline_testing::workers::{
     ExpectedWorker, WorkerEnvironment, assert_each_rejected, assert_instances_are_those_of_execution,
     assert_request_passes_through, assert_retry_launches_nothing_new, assert_worker_configured,
     bad_worker_request_fields, release_request,
 };
+use pipeline_testing::{MotoServer, instance_state, unique_name};
 use serde_json::{Value, json};
 
 const ENVIRONMENT: WorkerEnvironment = WorkerEnvironment {
@@ -67,4 +69,90 @@ async fn bad_input_makes_no_aws_call_and_names_the_field() {
         handle(&deps, request).await
     })
     .await;
+    // The worker writes where `source` says: only the version's own location is accepted.
+    let foreign_sources = [
+        (
+            json!({"source": {"bucket": "someone-elses-bucket", "path": "hhvm-4.168.2.tar.gz"}}),
+            "InvalidInput",
+            "source",
+        ),
+        (
+            json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.1.tar.gz"}}),
+            "InvalidInput",
+            "source",
+        ),
+        (
+            json!({"source": {"bucket": "hhvm-downloads", "path": "source/hhvm-4.168.2.tar.gz"}}),
+            "InvalidInput",
+            "source",
+        ),
+        (
+            json!({"source": "s3://hhvm-scratch/hhvm-4.168.2.tar.gz"}),
+            "InvalidInput",
+            "source",
+        ),
+    ];
+    assert_each_rejected(&foreign_sources, &input("e"), async |request| {
+        handle(&deps, request).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retry_after_the_first_workers_end_launches_a_new_one() {
+    let deps = ENVIRONMENT.moto_single_worker_deps().await;
+    let input = input(&unique_name("exec"));
+    let first = handle(&deps, input.clone()).await.unwrap()["instances"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deps.ec2
+        .terminate_instances()
+        .instance_ids(&first)
+        .send()
+        .await
+        .unwrap();
+    // moto reports `shutting-down` first and `terminated` on the next describe.
+    let _ = instance_state(&deps.ec2, &first).await;
+    assert_eq!(instance_state(&deps.ec2, &first).await, "terminated");
+
+    let again = handle(&deps, input).await.unwrap();
+    let second = again["instances"][0].as_str().unwrap();
+    assert_ne!(second, first, "the ended worker was handed back");
+    assert_eq!(instance_state(&deps.ec2, second).await, "running");
+}
+
+#[tokio::test]
+async fn a_client_token_that_names_an_ended_instance_is_skipped() {
+    // EC2 answers a repeated ClientToken with the instance it started for it, even once that
+    // instance is terminated; moto ignores tokens, so that answer is injected for the first
+    // attempt's token and the next attempt's launch is moto's own.
+    let stale = mock!(aws_sdk_ec2::Client::run_instances)
+        .match_requests(|request| request.client_token().is_some_and(|token| token.ends_with("-1")))
+        .then_output(|| {
+            let terminated = InstanceState::builder().name(InstanceStateName::Terminated).build();
+            let instance = Instance::builder()
+                .instance_id("i-0deadbeef0000000a")
+                .state(terminated)
+                .build();
+            aws_sdk_ec2::operation::run_instances::RunInstancesOutput::builder()
+                .instances(instance)
+                .build()
+        });
+    let interceptor = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&stale)
+        .allow_passthrough();
+    let sdk_config = MotoServer::shared().sdk_config().await;
+    let mut deps = ENVIRONMENT.moto_single_worker_deps().await;
+    deps.ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&sdk_config)
+            .interceptor(interceptor)
+            .build(),
+    );
+    let output = handle(&deps, input(&unique_name("exec"))).await.unwrap();
+    let launched = output["instances"][0].as_str().unwrap();
+    assert_ne!(launched, "i-0deadbeef0000000a");
+    assert_eq!(instance_state(&deps.ec2, launched).await, "running");
+    assert_eq!(stale.num_calls(), 1);
 }

@@ -13,10 +13,10 @@ pub mod invalidation;
 pub mod listing;
 pub mod page;
 
-use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
+use pipeline_aws::cloudfront::{configured_distribution_id, distribution_for};
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::executions::fnv1a;
+use pipeline_core::executions::{ExecutionName, fnv1a};
 use pipeline_core::{BucketName, ObjectKey, Payload, PipelineError, S3Location};
 use serde::Serialize;
 use serde_json::Value;
@@ -32,9 +32,10 @@ const REPORTED_DIRECTORIES: usize = 10;
 /// Configuration read at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DOWNLOADS_BUCKET`: indexed when the payload names no `bucket` (the state machines).
+    /// `DOWNLOADS_BUCKET`: the bucket indexed; when set, a payload's `bucket` may only repeat it.
     pub default_bucket: Option<BucketName>,
-    /// `CLOUDFRONT_DISTRIBUTION_ID`: used when the payload names no distribution.
+    /// `CLOUDFRONT_DISTRIBUTION_ID`: the distribution invalidated; when set, a payload's
+    /// `cloudfront` may only repeat it.
     pub distribution_id: Option<String>,
     /// `INDEX_INVALIDATION_PATH_CAP`: above this many changed pages, paths become wildcards.
     pub invalidation_path_cap: usize,
@@ -102,7 +103,23 @@ struct Request {
 }
 
 fn parse_request(config: &Config, payload: &Payload) -> Result<Request, PipelineError> {
+    // The pages are written to the download bucket; a payload may repeat its name (as the
+    // original's did) but not point the function at another bucket.
     let bucket = match payload.optional::<BucketName>("bucket", "the name of the bucket to index")? {
+        Some(bucket)
+            if config
+                .default_bucket
+                .as_ref()
+                .is_some_and(|downloads| downloads != &bucket) =>
+        {
+            return Err(PipelineError::invalid_input(
+                "bucket",
+                format!(
+                    "is {bucket}, but the pages belong in the download bucket {} (DOWNLOADS_BUCKET)",
+                    config.default_bucket.as_ref().map_or("", BucketName::as_str)
+                ),
+            ));
+        }
         Some(bucket) => bucket,
         None => config.default_bucket.clone().ok_or_else(|| {
             PipelineError::invalid_input(
@@ -111,8 +128,8 @@ fn parse_request(config: &Config, payload: &Payload) -> Result<Request, Pipeline
             )
         })?,
     };
-    let distribution_id = payload_distribution_id(payload)?.or_else(|| config.distribution_id.clone());
-    let execution_name = payload.optional_nonempty_str("executionName")?;
+    let distribution_id = distribution_for(payload, config.distribution_id.as_deref())?;
+    let execution_name = ExecutionName::optional(payload)?.map(|name| name.to_string());
     Ok(Request {
         bucket,
         distribution_id,

@@ -268,14 +268,16 @@ async fn without_a_distribution_pages_are_written_and_nothing_is_invalidated() {
 }
 
 #[tokio::test]
-async fn a_missing_bucket_is_an_aws_service_error() {
+async fn a_missing_bucket_is_a_refused_request_not_retried() {
     let clients = clients().await;
     let input = json!({"bucket": unique_name("no-such-bucket")});
     let error = handle_at(&clients.s3, &clients.cloudfront, &Config::default(), input, "now")
         .await
         .unwrap_err();
-    assert_eq!(error.error_type(), "AwsServiceError");
+    // A 404 does not pass with time: the machines must not retry it like throttling.
+    assert_eq!(error.error_type(), "AwsRequestRefused");
     assert!(error.to_string().contains("ListObjectsV2"), "{error}");
+    assert!(error.to_string().contains("NoSuchBucket"), "{error}");
 }
 
 #[tokio::test]
@@ -299,6 +301,23 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     ];
     for (input, text) in cases {
         let error = handle_at(&s3, &cloudfront, &Config::default(), input.clone(), "now")
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput", "{input}: {error}");
+        assert!(error.to_string().contains(text), "{input}: {error}");
+    }
+    // A deployment's pages go to its download bucket and its distribution only.
+    let deployed = Config {
+        default_bucket: Some("hhvm-downloads".parse().unwrap()),
+        distribution_id: Some("E35YBTV6QCR5BA".to_string()),
+        ..Config::default()
+    };
+    for (input, text) in [
+        (json!({"bucket": "hhvm-scratch"}), "`bucket`: is hhvm-scratch"),
+        (json!({"cloudfront": "EOTHER1"}), "`cloudfront`: is EOTHER1"),
+        (json!({"executionName": "run\n1"}), "`executionName`"),
+    ] {
+        let error = handle_at(&s3, &cloudfront, &deployed, input.clone(), "now")
             .await
             .unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput", "{input}: {error}");

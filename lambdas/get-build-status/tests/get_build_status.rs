@@ -329,13 +329,17 @@ async fn the_source_tarball_has_the_same_four_states() {
     fixture
         .put(true, "source/nightlies/hhvm-nightly-2026.11.20.tar.gz", "tarball")
         .await;
-    let output = fixture.status(json!({"version": "2026.11.20", "distros": []})).await;
+    let output = fixture
+        .status(json!({"version": "2026.11.20", "distros": ["debian-12-bookworm"]}))
+        .await;
     assert_eq!(output["artifacts"]["source"]["status"], "published");
     assert_eq!(output["packagingBranch"], "master");
 
     // Built release: its marker exists, the public copy does not yet.
     fixture.put(false, "markers/4.168.2/source-tarball.json", "{}").await;
-    let output = fixture.status(json!({"version": "4.168.2", "distros": []})).await;
+    let output = fixture
+        .status(json!({"version": "4.168.2", "distros": ["debian-12-bookworm"]}))
+        .await;
     assert_eq!(output["artifacts"]["source"]["status"], "built_not_published");
     assert_eq!(
         output["artifacts"]["source"]["location"],
@@ -346,7 +350,9 @@ async fn the_source_tarball_has_the_same_four_states() {
     fixture
         .put(false, "logs/4.167.0/source-tarball/i-0009.log", "boom")
         .await;
-    let output = fixture.status(json!({"version": "4.167.0", "distros": []})).await;
+    let output = fixture
+        .status(json!({"version": "4.167.0", "distros": ["debian-12-bookworm"]}))
+        .await;
     assert_eq!(output["artifacts"]["source"]["status"], "failed");
     assert_eq!(
         output["artifacts"]["source"]["log"]["path"],
@@ -354,10 +360,10 @@ async fn the_source_tarball_has_the_same_four_states() {
     );
 
     // Not built: nothing. Without a version, today's nightly is reported.
-    let output = fixture.status(json!({"distros": []})).await;
+    let output = fixture.status(json!({"distros": ["debian-12-bookworm"]})).await;
     assert_eq!(output["version"], "2026.11.21");
     assert_eq!(output["artifacts"]["source"]["status"], "not_built");
-    assert_eq!(output["not_built"], json!(["source"]));
+    assert_eq!(output["not_built"], json!(["source", "debian-12-bookworm"]));
 }
 
 #[tokio::test]
@@ -559,7 +565,8 @@ async fn with_builds_only_the_marker_of_this_builds_worker_counts() {
     let report = fixture.status(input).await;
     assert_eq!(report["built_not_published"], json!(["source", "debian-12-bookworm"]));
 
-    let input = json!({"version": "4.168.2", "distros": [], "builds": [{"distro": "debian-12-bookworm"}]});
+    let input =
+        json!({"version": "4.168.2", "distros": ["debian-12-bookworm"], "builds": [{"distro": "debian-12-bookworm"}]});
     let error = handle_on(&fixture.s3, &fixture.config, input, today())
         .await
         .unwrap_err();
@@ -591,12 +598,12 @@ async fn bad_input_and_missing_configuration_are_typed_errors() {
             "`distros`",
         ),
         (
-            json!({"version": "4.1.0", "packagingBranch": "main", "distros": []}),
+            json!({"version": "4.1.0", "packagingBranch": "main", "distros": ["debian-12-bookworm"]}),
             "InvalidInput",
             "`packagingBranch`",
         ),
         (
-            json!({"version": "4.1.0", "require": "everything", "distros": []}),
+            json!({"version": "4.1.0", "require": "everything", "distros": ["debian-12-bookworm"]}),
             "InvalidInput",
             "`require`",
         ),

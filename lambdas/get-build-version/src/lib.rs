@@ -3,9 +3,16 @@
 //! for releases), validates both, and adds `version`, `nightly`, `source` and `packagingBranch`
 //! to the pass-through payload, with the poll settings (`pollIntervalSeconds`, `pollLimit`)
 //! filled in where the input leaves them out. No AWS calls.
+//!
+//! The first step of `hhvm-build`, `hhvm-publish-release` and `hhvm-build-and-publish`, so it
+//! validates every field a later step reads (`distros`, `force`, `executionName`,
+//! `parentExecutionName` too) and refuses the fields the pipeline reserves for its own steps:
+//! bad input fails here, before anything has started.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
+use pipeline_core::distro::read_distros;
+use pipeline_core::executions::ExecutionName;
 use pipeline_core::polling::fill_poll_settings;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{PackagingBranch, Payload, PipelineError, S3Location, Version};
@@ -48,10 +55,12 @@ pub fn handle(buckets: &Buckets, event: Value) -> Result<Value, PipelineError> {
 /// `handle` with "today" given, for tests.
 pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Value, PipelineError> {
     let mut payload = Payload::from_value(event)?;
+    payload.refuse_reserved_fields()?;
     // An empty string means "not given", as in the original (the nightly schedule relies on it).
     let version = payload.optional_nonempty_str("version")?;
     let branch = payload.optional_nonempty_str("packagingBranch")?;
     let build = resolve_build_version(version.as_deref(), branch.as_deref(), today, buckets)?;
+    validate_later_fields(&payload)?;
     fill_poll_settings(&mut payload)?;
     tracing::info!(version = %build.version, branch = %build.packaging_branch, source = %build.source, "resolved build version");
 
@@ -60,6 +69,20 @@ pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Valu
     payload.set("source", &build.source);
     payload.set("packagingBranch", build.packaging_branch.to_string());
     Ok(payload.into_value())
+}
+
+/// The fields later steps read that this step does not set: read once here with the readers
+/// those steps use, so an error surfaces before any worker starts.
+fn validate_later_fields(payload: &Payload) -> Result<(), PipelineError> {
+    read_distros(payload)?;
+    payload.optional::<bool>("force", "a boolean")?;
+    ExecutionName::optional(payload)?;
+    if let Some(parent) = payload.optional_nonempty_str("parentExecutionName")? {
+        parent
+            .parse::<ExecutionName>()
+            .map_err(|problem| PipelineError::invalid_input("parentExecutionName", problem))?;
+    }
+    Ok(())
 }
 
 /// The deployed function: `handle` with the configured buckets.
@@ -112,7 +135,7 @@ mod tests {
                 "source": {"bucket": "hhvm-downloads", "path": "source/nightlies/hhvm-nightly-2026.11.21.tar.gz"},
                 "packagingBranch": "master",
                 "pollIntervalSeconds": 60,
-                "pollLimit": 600
+                "pollLimit": 200
             })
         );
     }
@@ -190,6 +213,22 @@ mod tests {
             (json!({"packagingBranch": "feature/x"}), "`packagingBranch`"),
             (json!({"packagingBranch": ["master"]}), "`packagingBranch`"),
             (json!(["2026.11.21"]), "(payload)"),
+            // What later steps read is refused here, before anything starts.
+            (json!({"distros": []}), "`distros`"),
+            (json!({"distros": ["debian-12-bookworm; id"]}), "`distros[0]`"),
+            (
+                json!({"distros": ["debian-12-bookworm", "debian-12-bookworm"]}),
+                "`distros[1]`",
+            ),
+            (json!({"force": "yes"}), "`force`"),
+            (json!({"executionName": "a b"}), "`executionName`"),
+            (json!({"parentExecutionName": "$(id)"}), "`parentExecutionName`"),
+            // Fields only the pipeline's own steps write.
+            (json!({"instances": ["i-0123456789abcdef0"]}), "`instances`"),
+            (json!({"stepFunctionExecutions": []}), "`stepFunctionExecutions`"),
+            (json!({"poll": {"count": 599}}), "`poll`"),
+            (json!({"error": {"Error": "x"}}), "`error`"),
+            (json!({"builds": []}), "`builds`"),
         ];
         for (input, field) in cases {
             let error = handle_on(&buckets(), input.clone(), today()).unwrap_err();

@@ -2,6 +2,11 @@
 //! (ID → state name, `missing` for IDs EC2 no longer knows) and whether all of them are done in
 //! `allInstancesFinished` (only `pending` and `running` are unfinished). An empty list
 //! describes nothing and is finished.
+//!
+//! EC2 is eventually consistent: right after a launch, DescribeInstances may not list the
+//! instance yet. So in a machine's poll loop (the payload's `poll.count`), a `missing` instance
+//! counts as unfinished for the loop's first `MISSING_GRACE_POLLS` polls; after that it is gone
+//! (EC2 lists a terminated instance for about an hour). A hand invocation has no `poll`.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
@@ -9,24 +14,44 @@ use pipeline_core::instance::read_instance_ids;
 use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
 use serde_json::{Map, Value};
 
-/// The output fields for these states: the ID → state map and whether all are finished.
-pub fn summarize(states: &[(InstanceId, InstanceState)]) -> (Map<String, Value>, bool) {
+/// Polls of a loop during which an instance EC2 does not list yet is taken to be starting.
+pub const MISSING_GRACE_POLLS: u64 = 3;
+
+/// The output fields for these states at poll `poll_count` of a loop (`None` by hand): the
+/// ID → state map and whether all are finished.
+pub fn summarize(states: &[(InstanceId, InstanceState)], poll_count: Option<u64>) -> (Map<String, Value>, bool) {
     let map = states
         .iter()
         .map(|(id, state)| (id.to_string(), Value::String(state.as_str().to_string())))
         .collect();
-    (map, states.iter().all(|(_, state)| state.is_finished()))
+    let within_grace = poll_count.is_some_and(|count| count < MISSING_GRACE_POLLS);
+    let finished =
+        |state: &InstanceState| state.is_finished() && !(within_grace && state.as_str() == InstanceState::MISSING);
+    (map, states.iter().all(|(_, state)| finished(state)))
+}
+
+/// The loop's poll counter, `poll.count`, when the payload has one.
+fn poll_count(payload: &Payload) -> Result<Option<u64>, PipelineError> {
+    match payload.get("poll") {
+        None | Some(Value::Null) => Ok(None),
+        Some(poll) => poll
+            .get("count")
+            .and_then(Value::as_u64)
+            .map(Some)
+            .ok_or_else(|| PipelineError::invalid_input("poll", "expected {\"count\": a whole number}")),
+    }
 }
 
 pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, PipelineError> {
     let mut payload = Payload::from_value(event)?;
     let instances = read_instance_ids(&payload, "instances")?;
+    let poll_count = poll_count(&payload)?;
     let states = if instances.is_empty() {
         Vec::new()
     } else {
         pipeline_aws::ec2::describe_instance_states(ec2, &instances).await?
     };
-    let (instance_states, all_finished) = summarize(&states);
+    let (instance_states, all_finished) = summarize(&states, poll_count);
     let unfinished = states.iter().filter(|(_, state)| !state.is_finished()).count();
     tracing::info!(
         instances = states.len(),
@@ -74,17 +99,31 @@ mod tests {
 
     #[test]
     fn any_pending_or_running_instance_is_unfinished() {
-        let (map, finished) = summarize(&[state("i-00000001", "terminated"), state("i-00000002", "running")]);
+        let (map, finished) = summarize(
+            &[state("i-00000001", "terminated"), state("i-00000002", "running")],
+            None,
+        );
         assert!(!finished);
         assert_eq!(map["i-00000002"], "running");
-        let (_, finished) = summarize(&[state("i-00000001", "stopped"), state("i-00000002", "missing")]);
+        let (_, finished) = summarize(&[state("i-00000001", "stopped"), state("i-00000002", "missing")], None);
         assert!(finished);
     }
 
     #[test]
     fn nothing_to_wait_for_is_finished() {
-        let (map, finished) = summarize(&[]);
+        let (map, finished) = summarize(&[], Some(0));
         assert!(map.is_empty());
         assert!(finished);
+    }
+
+    #[test]
+    fn an_instance_ec2_does_not_list_yet_is_starting_for_the_first_polls() {
+        let states = [state("i-00000001", "missing")];
+        for count in 0..MISSING_GRACE_POLLS {
+            assert!(!summarize(&states, Some(count)).1, "poll {count}");
+        }
+        assert!(summarize(&states, Some(MISSING_GRACE_POLLS)).1);
+        // A terminated one is finished from the first poll.
+        assert!(summarize(&[state("i-00000001", "terminated")], Some(0)).1);
     }
 }

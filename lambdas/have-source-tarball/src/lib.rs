@@ -9,15 +9,13 @@
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::layout::{JobKind, marker_key};
+use pipeline_core::s3::Buckets;
 use pipeline_core::{BucketName, Payload, PipelineError, S3Location, Version};
 use serde_json::Value;
 
-/// Configuration read at cold start.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `SCRATCH_BUCKET`: where the source job's success marker is.
-    pub scratch: BucketName,
-}
+/// `DOWNLOADS_BUCKET` and `SCRATCH_BUCKET`: where the version's tarball belongs, and where the
+/// source job's success marker is.
+pub type Config = Buckets;
 
 /// Everything that makes up a source tarball: the tarball (what is missing when it was never
 /// built), then its signature, its checksums and the marker the job writes last. A `source`
@@ -48,14 +46,8 @@ pub fn source_set(
 
 pub async fn handle(s3: &aws_sdk_s3::Client, config: &Config, event: Value) -> Result<Value, PipelineError> {
     let payload = Payload::from_value(event)?;
-    let source: S3Location = payload.required(
-        "source",
-        "an object {\"bucket\": ..., \"path\": ...} as get-build-version outputs",
-    )?;
-    let version: Version = payload
-        .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
-        .parse()
-        .map_err(|error: PipelineError| error.in_field("version"))?;
+    let version = Version::read(&payload)?;
+    let source = config.read_source(&payload, &version)?;
     for part in source_set(&source, &version, &config.scratch)? {
         if !pipeline_aws::s3::object_exists(s3, &part).await? {
             tracing::info!(%source, missing = %part, "source tarball not there in full");
@@ -80,9 +72,7 @@ impl Function for HaveSourceTarball {
     type Config = Config;
 
     fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
-        Ok(Config {
-            scratch: pipeline_aws::config::bucket(source, "SCRATCH_BUCKET")?,
-        })
+        pipeline_aws::config::buckets(source)
     }
 
     fn new(config: Config, sdk_config: &SdkConfig) -> Self {

@@ -8,10 +8,10 @@
 //! returns the first attempt's invalidation instead of creating a second one; without
 //! `executionName` (a manual call) it contains the time, as in the original.
 
-use pipeline_aws::cloudfront::{configured_distribution_id, payload_distribution_id};
+use pipeline_aws::cloudfront::{configured_distribution_id, distribution_for};
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::executions::fnv1a;
+use pipeline_core::executions::{ExecutionName, fnv1a};
 use pipeline_core::payload::string_element;
 use pipeline_core::{Payload, PipelineError, Version};
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ pub struct PlannedInvalidation {
 
 /// `now` names manual calls (without `executionName`).
 pub fn plan(config: &Config, payload: &Payload, now: &str) -> Result<PlannedInvalidation, PipelineError> {
-    let distribution_id = match payload_distribution_id(payload)? {
+    let distribution_id = match distribution_for(payload, config.distribution_id.as_deref())? {
         Some(id) => id,
         None => config.distribution_id.clone().ok_or_else(|| {
             PipelineError::configuration(
@@ -57,17 +57,14 @@ pub fn plan(config: &Config, payload: &Payload, now: &str) -> Result<PlannedInva
             )
         })?,
     };
-    let version = match payload.optional_nonempty_str("version")? {
-        Some(text) => text.parse::<Version>().map_err(|e| e.in_field("version"))?.to_string(),
-        None => "no_version".to_string(),
-    };
+    let version = Version::read_optional(payload)?.map_or_else(|| "no_version".to_string(), |v| v.to_string());
     let paths = match payload.get("paths").filter(|v| !v.is_null()) {
         Some(_) => payload.required_array("paths", "CloudFront paths starting with '/'", invalidation_path)?,
         None => REPOSITORY_METADATA_PATHS.iter().map(|p| p.to_string()).collect(),
     };
     check_path_limits(&paths)?;
-    let run = match payload.optional_nonempty_str("executionName")? {
-        Some(name) => name,
+    let run = match ExecutionName::optional(payload)? {
+        Some(name) => name.to_string(),
         None => now.to_string(),
     };
     let paths_hash = fnv1a(paths.join("\n").as_bytes());
@@ -78,11 +75,16 @@ pub fn plan(config: &Config, payload: &Payload, now: &str) -> Result<PlannedInva
     })
 }
 
+/// A path of the repositories to invalidate: `/` then letters, digits and `/ . _ - + ~ *`,
+/// without `.` or `..` segments or percent-encoding, so the path names what it looks like.
 fn invalidation_path(value: &Value) -> Result<String, String> {
     let path = string_element(value)?;
-    if !path.starts_with('/') || path.chars().any(char::is_control) || path.len() > 4096 {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"/._-+~*".contains(&b);
+    let dot_segment = path.split('/').any(|segment| segment == "." || segment == "..");
+    if !path.starts_with('/') || path.len() > 4096 || !path.bytes().all(allowed) || dot_segment {
         return Err(format!(
-            "{path:?} is not a CloudFront path (it starts with '/', no control characters)"
+            "{path:?} is not a repository path to invalidate ('/' then letters, digits and / . _ - + ~ *, \
+             no '.' or '..' segments)"
         ));
     }
     Ok(path)
@@ -217,10 +219,33 @@ mod tests {
     }
 
     #[test]
-    fn the_payload_may_name_the_distribution_and_paths() {
-        let planned = plan_for(json!({"cloudfront": "EABC123", "paths": ["/a/*", "/b"]})).unwrap();
-        assert_eq!(planned.distribution_id, "EABC123");
+    fn the_payload_may_repeat_the_distribution_and_name_paths() {
+        let planned = plan_for(json!({"cloudfront": "E35YBTV6QCR5BA", "paths": ["/a/*", "/b"]})).unwrap();
+        assert_eq!(planned.distribution_id, "E35YBTV6QCR5BA");
         assert_eq!(planned.paths, ["/a/*", "/b"]);
+        // Without a configured distribution, the payload's is used.
+        let payload = Payload::from_value(json!({"cloudfront": "EABC123"})).unwrap();
+        assert_eq!(
+            plan(&Config::default(), &payload, "now").unwrap().distribution_id,
+            "EABC123"
+        );
+    }
+
+    #[test]
+    fn the_payload_never_replaces_the_configured_distribution_or_leaves_the_repositories() {
+        let cases = [
+            (json!({"cloudfront": "EOTHER1"}), "`cloudfront`"),
+            (json!({"paths": ["/debian/../../etc/passwd"]}), "`paths[0]`"),
+            (json!({"paths": ["/%2e%2e/x"]}), "`paths[0]`"),
+            (json!({"paths": ["/a b"]}), "`paths[0]`"),
+            (json!({"paths": ["/ünïcode"]}), "`paths[0]`"),
+            (json!({"executionName": "$(id)"}), "`executionName`"),
+        ];
+        for (input, field) in cases {
+            let error = plan_for(input.clone()).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput", "{input}");
+            assert!(error.to_string().contains(field), "{input}: {error}");
+        }
     }
 
     #[test]

@@ -80,12 +80,12 @@ async fn the_payload_names_the_distribution_and_paths() {
 }
 
 #[tokio::test]
-async fn an_unknown_distribution_is_an_aws_service_error() {
+async fn an_unknown_distribution_is_a_refused_request() {
     let cloudfront = cloudfront_client().await;
     let error = handle(&cloudfront, &config("ENOSUCHDIST1"), json!({"executionName": "r"}))
         .await
         .unwrap_err();
-    assert_eq!(error.error_type(), "AwsServiceError");
+    assert_eq!(error.error_type(), "AwsRequestRefused");
     assert!(error.to_string().contains("ENOSUCHDIST1"), "{error}");
 }
 

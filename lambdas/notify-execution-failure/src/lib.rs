@@ -6,29 +6,13 @@
 //!
 //! Not pass-through: the event is EventBridge's; the answer is the message and its SNS ID.
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use pipeline_aws::config::Source;
+use pipeline_aws::events::read_execution_end;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::PipelineError;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The `detail` of a "Step Functions Execution Status Change" event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionStatusChange {
-    pub execution_arn: String,
-    pub state_machine_arn: String,
-    pub name: String,
-    pub status: String,
-    /// The execution's input as JSON text.
-    #[serde(default)]
-    pub input: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub cause: Option<String>,
-}
+pub use pipeline_aws::events::ExecutionStatusChange;
 
 /// A message for the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,15 +129,10 @@ impl Function for NotifyExecutionFailure {
     }
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
-        let event: EventBridgeEvent<ExecutionStatusChange> = serde_json::from_value(event).map_err(|error| {
-            PipelineError::invalid_input(
-                "(event)",
-                format!("not a \"Step Functions Execution Status Change\" event: {error}"),
-            )
-        })?;
-        let notification = notification(&event.detail, &self.region);
+        let change = read_execution_end(event)?;
+        let notification = notification(&change, &self.region);
         let message_id = publish(&self.sns, &self.config.topic_arn, &notification).await?;
-        tracing::info!(execution = %event.detail.execution_arn, %message_id, "notified");
+        tracing::info!(execution = %change.execution_arn, %message_id, "notified");
         Ok(json!({"messageId": message_id, "subject": notification.subject, "message": notification.message}))
     }
 }

@@ -56,14 +56,14 @@ async fn a_failed_execution_is_published_to_the_topic_naming_machine_version_and
 }
 
 #[tokio::test]
-async fn a_topic_that_does_not_exist_is_an_aws_service_error() {
+async fn a_topic_that_does_not_exist_is_a_refused_request() {
     let missing = "arn:aws:sns:us-east-1:123456789012:no-such-topic-for-notifications";
     let error = notifier(missing)
         .await
         .handle(status_change("TIMED_OUT"))
         .await
         .unwrap_err();
-    assert_eq!(error.error_type(), "AwsServiceError", "{error}");
+    assert_eq!(error.error_type(), "AwsRequestRefused", "{error}");
     assert!(error.to_string().contains("SNS Publish"), "{error}");
 }
 

@@ -41,14 +41,25 @@ pub fn configured_distribution_id(source: &impl crate::config::Source) -> Result
     Ok(distribution_id)
 }
 
-/// The payload's `cloudfront` distribution ID, when it names one.
-pub fn payload_distribution_id(payload: &Payload) -> Result<Option<String>, PipelineError> {
-    match payload.optional_nonempty_str("cloudfront")? {
-        Some(id) if !is_distribution_id(&id) => Err(PipelineError::invalid_input(
+/// The distribution to invalidate: the configured one, which a payload's `cloudfront` (as the
+/// original's payloads carry it) may repeat but not replace — an input never points the
+/// function at another distribution. Without a configured one, the payload's.
+pub fn distribution_for(payload: &Payload, configured: Option<&str>) -> Result<Option<String>, PipelineError> {
+    let given = match payload.optional_nonempty_str("cloudfront")? {
+        Some(id) if !is_distribution_id(&id) => {
+            return Err(PipelineError::invalid_input(
+                "cloudfront",
+                format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+            ));
+        }
+        given => given,
+    };
+    match (given, configured) {
+        (Some(given), Some(configured)) if given != configured => Err(PipelineError::invalid_input(
             "cloudfront",
-            format!("{id:?} is not a CloudFront distribution ID (upper-case letters and digits)"),
+            format!("is {given}, but this deployment's distribution is {configured} (CLOUDFRONT_DISTRIBUTION_ID)"),
         )),
-        id => Ok(id),
+        (given, configured) => Ok(configured.map(str::to_string).or(given)),
     }
 }
 
@@ -204,18 +215,33 @@ mod tests {
     }
 
     #[test]
-    fn the_payload_distribution_is_validated_and_empty_is_unset() {
-        let id = |input: serde_json::Value| payload_distribution_id(&Payload::from_value(input).unwrap());
+    fn the_payload_distribution_is_validated_and_never_replaces_the_configured_one() {
+        let id = |input: serde_json::Value, configured: Option<&str>| {
+            distribution_for(&Payload::from_value(input).unwrap(), configured)
+        };
+        let ours = Some("E35YBTV6QCR5BA");
         assert_eq!(
-            id(serde_json::json!({"cloudfront": "E35YBTV6QCR5BA"}))
+            id(serde_json::json!({"cloudfront": "E35YBTV6QCR5BA"}), ours)
                 .unwrap()
                 .as_deref(),
-            Some("E35YBTV6QCR5BA")
+            ours
         );
-        assert_eq!(id(serde_json::json!({"cloudfront": ""})).unwrap(), None);
-        assert_eq!(id(serde_json::json!({})).unwrap(), None);
-        let error = id(serde_json::json!({"cloudfront": "lower-case"})).unwrap_err();
-        assert_eq!(error.error_type(), "InvalidInput");
-        assert!(error.to_string().contains("`cloudfront`"), "{error}");
+        assert_eq!(
+            id(serde_json::json!({"cloudfront": ""}), ours).unwrap().as_deref(),
+            ours
+        );
+        assert_eq!(id(serde_json::json!({}), None).unwrap(), None);
+        assert_eq!(
+            id(serde_json::json!({"cloudfront": "EABC"}), None).unwrap().as_deref(),
+            Some("EABC")
+        );
+        for (input, configured) in [
+            (serde_json::json!({"cloudfront": "lower-case"}), None),
+            (serde_json::json!({"cloudfront": "EOTHER1"}), ours),
+        ] {
+            let error = id(input, configured).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput");
+            assert!(error.to_string().contains("`cloudfront`"), "{error}");
+        }
     }
 }

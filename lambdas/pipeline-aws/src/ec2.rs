@@ -4,45 +4,136 @@ use std::collections::HashMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
+use pipeline_core::executions::ExecutionName;
+use pipeline_core::instance::DescribedInstance;
+use pipeline_core::launch::{EXECUTION_TAG, JOB_KIND_TAG};
+use pipeline_core::layout::JobKind;
 use pipeline_core::{InstanceId, InstanceState, PipelineError};
 
 /// EC2 accepts at most 200 values in one filter.
 const FILTER_VALUES_PER_CALL: usize = 200;
 
 /// The state of each instance, in the order asked, with `missing` for IDs EC2 does not know.
-///
-/// It filters on `instance-id` instead of passing `InstanceIds`: with `InstanceIds`, one unknown
-/// ID fails the whole call (`InvalidInstanceID.NotFound`), and an empty list would describe
-/// every instance in the account. Results are paginated.
 pub async fn describe_instance_states(
     ec2: &Client,
     instances: &[InstanceId],
 ) -> Result<Vec<(InstanceId, InstanceState)>, PipelineError> {
-    let mut known: HashMap<String, InstanceState> = HashMap::new();
-    for chunk in instances.chunks(FILTER_VALUES_PER_CALL) {
-        let filter = Filter::builder()
-            .name("instance-id")
-            .set_values(Some(chunk.iter().map(|id| id.to_string()).collect()))
-            .build();
-        let mut pages = ec2.describe_instances().filters(filter).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| crate::service_error("EC2 DescribeInstances", error))?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                if let (Some(id), Some(state)) = (instance.instance_id(), instance.state().and_then(|s| s.name())) {
-                    known.insert(id.to_string(), InstanceState::named(state.as_str()));
-                }
-            }
-        }
-    }
+    let known: HashMap<InstanceId, InstanceState> = describe_instances_by_id(ec2, instances)
+        .await?
+        .into_iter()
+        .map(|instance| (instance.id, instance.state))
+        .collect();
     Ok(instances
         .iter()
         .map(|id| {
             (
                 id.clone(),
-                known.get(id.as_str()).cloned().unwrap_or_else(InstanceState::missing),
+                known.get(id).cloned().unwrap_or_else(InstanceState::missing),
             )
         })
         .collect())
+}
+
+/// The instances EC2 knows among `instances` (unknown IDs are left out).
+///
+/// It filters on `instance-id` instead of passing `InstanceIds`: with `InstanceIds`, one unknown
+/// ID fails the whole call (`InvalidInstanceID.NotFound`), and an empty list would describe
+/// every instance in the account.
+pub async fn describe_instances_by_id(
+    ec2: &Client,
+    instances: &[InstanceId],
+) -> Result<Vec<DescribedInstance>, PipelineError> {
+    let mut found = Vec::new();
+    for chunk in instances.chunks(FILTER_VALUES_PER_CALL) {
+        let filter = Filter::builder()
+            .name("instance-id")
+            .set_values(Some(chunk.iter().map(|id| id.to_string()).collect()))
+            .build();
+        found.extend(describe_workers(ec2, vec![filter]).await?);
+    }
+    Ok(found)
+}
+
+/// The pipeline's workers of one execution (by their `Execution` tag), in any state.
+pub async fn describe_execution_workers(
+    ec2: &Client,
+    execution: &ExecutionName,
+) -> Result<Vec<DescribedInstance>, PipelineError> {
+    let by_execution = Filter::builder()
+        .name(format!("tag:{EXECUTION_TAG}"))
+        .values(execution.as_str())
+        .build();
+    let pipeline_workers = Filter::builder()
+        .name(format!("tag:{JOB_KIND_TAG}"))
+        .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
+        .build();
+    describe_workers(ec2, vec![by_execution, pipeline_workers]).await
+}
+
+/// Every pipeline worker that is not terminated yet (for the sweep).
+pub async fn describe_live_workers(ec2: &Client) -> Result<Vec<DescribedInstance>, PipelineError> {
+    let pipeline_workers = Filter::builder()
+        .name(format!("tag:{JOB_KIND_TAG}"))
+        .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
+        .build();
+    let live = Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(
+            ["pending", "running", "stopping", "stopped"]
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        ))
+        .build();
+    describe_workers(ec2, vec![pipeline_workers, live]).await
+}
+
+/// Every instance matching all `filters`, with its state (paginated).
+pub async fn describe_filtered(
+    ec2: &Client,
+    filters: Vec<Filter>,
+) -> Result<Vec<(InstanceId, InstanceState)>, PipelineError> {
+    Ok(describe_workers(ec2, filters)
+        .await?
+        .into_iter()
+        .map(|worker| (worker.id, worker.state))
+        .collect())
+}
+
+/// Every instance matching all `filters`, with state, tags and launch time (paginated).
+pub async fn describe_workers(ec2: &Client, filters: Vec<Filter>) -> Result<Vec<DescribedInstance>, PipelineError> {
+    let mut pages = ec2
+        .describe_instances()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|error| crate::service_error("EC2 DescribeInstances", error))?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            let (Some(id), Some(state)) = (instance.instance_id(), instance.state().and_then(|s| s.name())) else {
+                continue;
+            };
+            // An ID EC2 itself answered with is well formed; skip rather than fail on one that
+            // is not, since no action on it could succeed.
+            let Ok(id) = id.parse::<InstanceId>() else {
+                tracing::warn!(id, "EC2 answered with an instance ID of an unknown form; skipped");
+                continue;
+            };
+            let tags = instance
+                .tags()
+                .iter()
+                .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+                .collect();
+            found.push(DescribedInstance {
+                id,
+                state: InstanceState::named(state.as_str()),
+                tags,
+                launched_at: instance.launch_time().map(|time| time.secs()),
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Asks EC2 to terminate these instances (which must exist). Returns each one's new state.

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 };
 use pipeline_core::launch::{IDEMPOTENCY_TAG, InstanceProfile, LaunchPlan};
 use pipeline_core::userdata::compressed_user_data;
-use pipeline_core::{InstanceId, PipelineError};
+use pipeline_core::{InstanceId, InstanceState, PipelineError};
 use tokio::task::JoinSet;
 
 /// States in which an instance still stands for its launch: a retry must return it rather
@@ -36,48 +36,79 @@ pub struct Launched {
     pub reused: bool,
 }
 
-/// The live instance carrying this idempotency key, if any.
-pub async fn find_launched_instance(ec2: &Client, idempotency_key: &str) -> Result<Option<InstanceId>, PipelineError> {
+/// Every instance carrying this idempotency key (EC2 lists terminated ones for about an hour),
+/// with its state.
+pub async fn find_instances_by_key(
+    ec2: &Client,
+    idempotency_key: &str,
+) -> Result<Vec<(InstanceId, InstanceState)>, PipelineError> {
     let by_key = Filter::builder()
         .name(format!("tag:{IDEMPOTENCY_TAG}"))
         .values(idempotency_key)
         .build();
-    let live = Filter::builder()
-        .name("instance-state-name")
-        .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
-        .build();
-    let mut pages = ec2
-        .describe_instances()
-        .filters(by_key)
-        .filters(live)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|error| crate::service_error("EC2 DescribeInstances", error))?;
-        let found = page
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| i.instance_id());
-        if let Some(id) = found {
-            let id = id
-                .parse()
-                .map_err(|problem| PipelineError::aws("EC2 DescribeInstances", problem))?;
-            return Ok(Some(id));
-        }
-    }
-    Ok(None)
+    crate::ec2::describe_filtered(ec2, vec![by_key]).await
 }
 
-/// Starts the worker of `plan`, or returns the one an earlier invocation started.
+/// The live instance carrying this idempotency key, if any.
+pub async fn find_launched_instance(ec2: &Client, idempotency_key: &str) -> Result<Option<InstanceId>, PipelineError> {
+    Ok(find_instances_by_key(ec2, idempotency_key)
+        .await?
+        .into_iter()
+        .find(|(_, state)| LIVE_STATES.contains(&state.as_str()))
+        .map(|(id, _)| id))
+}
+
+/// The `ClientToken` of a launch attempt: the key, and the attempt's number. An earlier
+/// attempt whose instance is gone (terminated by cleanup, or powered off by its timer) keeps
+/// its token for a day, and EC2 answers a repeated token with that dead instance; the next
+/// number starts a new one.
+pub fn client_token(idempotency_key: &str, attempt: usize) -> String {
+    format!("{idempotency_key}-{attempt}")
+}
+
+/// How many token numbers a launch tries before it gives up: each skips one dead earlier
+/// attempt that EC2 no longer lists.
+const MAX_LAUNCH_ATTEMPTS: usize = 8;
+
+/// Starts the worker of `plan`, or returns the one an earlier invocation started and that is
+/// still alive. A dead one (an earlier, finished attempt) is never returned: the launch starts
+/// a new instance under the next attempt's token.
 pub async fn launch_worker(ec2: &Client, plan: &LaunchPlan) -> Result<Launched, PipelineError> {
-    if let Some(instance_id) = find_launched_instance(ec2, &plan.idempotency_key).await? {
+    let earlier = find_instances_by_key(ec2, &plan.idempotency_key).await?;
+    if let Some((instance_id, _)) = earlier.iter().find(|(_, state)| LIVE_STATES.contains(&state.as_str())) {
         tracing::info!(target = plan.target(), %instance_id, "worker already launched; reusing it");
         return Ok(Launched {
-            instance_id,
+            instance_id: instance_id.clone(),
             reused: true,
         });
     }
+    let first_attempt = earlier.len() + 1;
+    for attempt in first_attempt..first_attempt + MAX_LAUNCH_ATTEMPTS {
+        let (instance_id, state) = run_instance(ec2, plan, &client_token(&plan.idempotency_key, attempt)).await?;
+        // A fresh launch answers `pending`; anything else is the instance of an earlier token.
+        if matches!(state.as_str(), "pending" | "running") {
+            tracing::info!(target = plan.target(), %instance_id, key = plan.idempotency_key, attempt, "worker launched");
+            return Ok(Launched {
+                instance_id,
+                reused: false,
+            });
+        }
+        tracing::info!(target = plan.target(), %instance_id, state = state.as_str(), attempt, "the token names a finished earlier attempt; trying the next");
+    }
+    Err(PipelineError::aws(
+        "EC2 RunInstances",
+        format!(
+            "every client token from attempt {first_attempt} on names a finished instance; wait a day or use another execution name"
+        ),
+    ))
+}
+
+/// One `RunInstances` call for `plan` under `token`: the instance EC2 answered with and its state.
+async fn run_instance(
+    ec2: &Client,
+    plan: &LaunchPlan,
+    token: &str,
+) -> Result<(InstanceId, InstanceState), PipelineError> {
     let settings = &plan.settings;
     let profile = match &settings.instance_profile {
         InstanceProfile::Arn(arn) => IamInstanceProfileSpecification::builder().arn(arn).build(),
@@ -118,7 +149,7 @@ pub async fn launch_worker(ec2: &Client, plan: &LaunchPlan) -> Result<Launched, 
         .instance_type(InstanceType::from(settings.instance_type.as_str()))
         .min_count(1)
         .max_count(1)
-        .client_token(&plan.idempotency_key)
+        .client_token(token)
         .subnet_id(&settings.subnet_id)
         .set_security_group_ids(Some(settings.security_group_ids.clone()))
         .iam_instance_profile(profile)
@@ -137,18 +168,20 @@ pub async fn launch_worker(ec2: &Client, plan: &LaunchPlan) -> Result<Launched, 
         .send()
         .await
         .map_err(|error| crate::service_error("EC2 RunInstances", error))?;
-    let instance_id = output
+    let instance = output
         .instances()
-        .iter()
-        .find_map(|instance| instance.instance_id())
+        .first()
+        .ok_or_else(|| PipelineError::aws("EC2 RunInstances", "the response named no instance"))?;
+    let instance_id = instance
+        .instance_id()
         .ok_or_else(|| PipelineError::aws("EC2 RunInstances", "the response named no instance"))?
         .parse()
         .map_err(|problem| PipelineError::aws("EC2 RunInstances", problem))?;
-    tracing::info!(target = plan.target(), %instance_id, key = plan.idempotency_key, "worker launched");
-    Ok(Launched {
-        instance_id,
-        reused: false,
-    })
+    let state = instance.state().and_then(|state| state.name()).map_or_else(
+        || InstanceState::named("pending"),
+        |name| InstanceState::named(name.as_str()),
+    );
+    Ok((instance_id, state))
 }
 
 /// Launches every plan, at most `parallelism` at a time, and returns the instances in plan

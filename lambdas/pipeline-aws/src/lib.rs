@@ -8,6 +8,7 @@ pub mod cloudfront;
 pub mod config;
 pub mod ec2;
 pub mod errors;
+pub mod events;
 pub mod function;
 pub mod launch;
 pub mod launch_config;

@@ -94,6 +94,14 @@ impl ObjectListing<'_> {
 
 /// The object's bytes, or `None` when it does not exist.
 pub async fn get_object_bytes(s3: &Client, location: &S3Location) -> Result<Option<Vec<u8>>, PipelineError> {
+    Ok(get_object_with_etag(s3, location).await?.map(|(bytes, _)| bytes))
+}
+
+/// An object's bytes and ETag, or `None` when there is no such key.
+pub async fn get_object_with_etag(
+    s3: &Client,
+    location: &S3Location,
+) -> Result<Option<(Vec<u8>, String)>, PipelineError> {
     let operation = || format!("S3 GetObject {location}");
     let result = s3
         .get_object()
@@ -106,12 +114,30 @@ pub async fn get_object_bytes(s3: &Client, location: &S3Location) -> Result<Opti
         Err(SdkError::ServiceError(context)) if context.err().is_no_such_key() => return Ok(None),
         Err(error) => return Err(crate::service_error(&operation(), error)),
     };
+    let etag = output.e_tag().unwrap_or_default().to_string();
     let bytes = output
         .body
         .collect()
         .await
         .map_err(|error| PipelineError::aws(operation(), error))?;
-    Ok(Some(bytes.into_bytes().to_vec()))
+    Ok(Some((bytes.into_bytes().to_vec(), etag)))
+}
+
+/// Deletes an object only while it still has `etag` (S3's conditional delete): another
+/// writer's newer version stays. An object changed or gone meanwhile is not an error.
+pub async fn delete_object_if_match(s3: &Client, location: &S3Location, etag: &str) -> Result<bool, PipelineError> {
+    let result = s3
+        .delete_object()
+        .bucket(location.bucket.as_str())
+        .key(location.path.as_str())
+        .if_match(etag)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(context)) if matches!(context.raw().status().as_u16(), 404 | 412) => Ok(false),
+        Err(error) => Err(crate::service_error(&format!("S3 DeleteObject {location}"), error)),
+    }
 }
 
 /// Writes an object.

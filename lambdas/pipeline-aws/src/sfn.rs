@@ -2,14 +2,18 @@
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::types::ExecutionStatus as SfnStatus;
 use pipeline_core::PipelineError;
+use pipeline_core::executions::{MAX_CHILD_ATTEMPTS, attempt_name};
 use serde_json::Value;
 
 /// Starts an execution of `state_machine_arn` named `name` with `input`, or finds the one a
 /// previous attempt started. Step Functions answers a repeated start of a running execution
-/// with the same ARN, and a repeated start of a finished one with `ExecutionAlreadyExists`;
-/// in that case the existing execution counts as ours when its input is the same JSON. Another
-/// input under the same name is the typed error `ExecutionAlreadyExists`.
+/// with the same ARN, and a repeated start of a finished one with `ExecutionAlreadyExists`. An
+/// existing execution with the same input counts as ours while it runs or once it succeeded
+/// (finished work is not redone); one that failed, timed out or was stopped is an earlier
+/// attempt's dead work, so the next attempt's name is started (`attempt_name`). Another input
+/// under the same name is the typed error `ExecutionAlreadyExists`.
 pub async fn start_execution_once(
     sfn: &Client,
     state_machine_arn: &str,
@@ -17,46 +21,59 @@ pub async fn start_execution_once(
     input: &Value,
 ) -> Result<String, PipelineError> {
     let input_text = serde_json::to_string(input).expect("a JSON value always serializes");
-    let result = sfn
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(name)
-        .input(&input_text)
-        .send()
-        .await;
-    match result {
-        Ok(output) => Ok(output.execution_arn().to_string()),
-        Err(SdkError::ServiceError(context)) if context.err().is_execution_already_exists() => {
-            let arn = execution_arn(state_machine_arn, name).ok_or_else(|| {
-                PipelineError::configuration(
-                    "(state machine ARN)",
-                    format!("{state_machine_arn:?} is not a state machine ARN"),
-                )
-            })?;
-            let existing = sfn
-                .describe_execution()
-                .execution_arn(&arn)
-                .send()
-                .await
-                .map_err(|error| crate::service_error("Step Functions DescribeExecution", error))?;
-            let existing_input = existing
-                .input()
-                .and_then(|text| serde_json::from_str::<Value>(text).ok());
-            if existing_input.as_ref() == Some(input) {
-                tracing::info!(%arn, "execution already started by an earlier attempt");
-                Ok(arn)
-            } else {
-                Err(PipelineError::ExecutionAlreadyExists {
-                    name: name.to_string(),
-                    problem: format!(
-                        "{arn} was started with a different input ({}); expected {input_text}",
-                        existing.input().unwrap_or("none")
-                    ),
-                })
+    for attempt in 1..=MAX_CHILD_ATTEMPTS {
+        let attempt_name = attempt_name(name, attempt);
+        let result = sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(&attempt_name)
+            .input(&input_text)
+            .send()
+            .await;
+        match result {
+            Ok(output) => return Ok(output.execution_arn().to_string()),
+            Err(SdkError::ServiceError(context)) if context.err().is_execution_already_exists() => {
+                let arn = execution_arn(state_machine_arn, &attempt_name).ok_or_else(|| {
+                    PipelineError::configuration(
+                        "(state machine ARN)",
+                        format!("{state_machine_arn:?} is not a state machine ARN"),
+                    )
+                })?;
+                let existing = sfn
+                    .describe_execution()
+                    .execution_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|error| crate::service_error("Step Functions DescribeExecution", error))?;
+                let existing_input = existing
+                    .input()
+                    .and_then(|text| serde_json::from_str::<Value>(text).ok());
+                if existing_input.as_ref() != Some(input) {
+                    return Err(PipelineError::ExecutionAlreadyExists {
+                        name: attempt_name,
+                        problem: format!(
+                            "{arn} was started with a different input ({}); expected {input_text}",
+                            existing.input().unwrap_or("none")
+                        ),
+                    });
+                }
+                match existing.status() {
+                    SfnStatus::Running | SfnStatus::Succeeded | SfnStatus::PendingRedrive => {
+                        tracing::info!(%arn, status = existing.status().as_str(), "execution already started by an earlier attempt");
+                        return Ok(arn);
+                    }
+                    status => {
+                        tracing::info!(%arn, status = status.as_str(), "an earlier attempt ended without success; starting the next");
+                    }
+                }
             }
+            Err(error) => return Err(crate::service_error("Step Functions StartExecution", error)),
         }
-        Err(error) => Err(crate::service_error("Step Functions StartExecution", error)),
     }
+    Err(PipelineError::ExecutionAlreadyExists {
+        name: name.to_string(),
+        problem: format!("all {MAX_CHILD_ATTEMPTS} attempts of it have ended without success"),
+    })
 }
 
 /// The ARN an execution named `name` of a standard state machine gets.

@@ -32,6 +32,12 @@ impl FromStr for Distro {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.len() > MAX_DISTRO_LEN {
+            return Err(format!(
+                "a distro name of {} characters is not one (at most {MAX_DISTRO_LEN})",
+                value.len()
+            ));
+        }
         let invalid =
             || format!("{value:?} is not a distro name (expected e.g. debian-12-bookworm or ubuntu-24.04-noble)");
         let rest = value
@@ -48,23 +54,42 @@ impl FromStr for Distro {
     }
 }
 
+/// Longer than any real distro name, and short enough that every key and tag built from one is
+/// within S3's and EC2's limits.
+const MAX_DISTRO_LEN: usize = 64;
+
 impl fmt::Display for Distro {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// The optional `distros` field of a payload: absent or null is `None` (build what the packaging
-/// branch's `CURRENT_TARGETS` lists); otherwise an array of valid distro names, errors naming the
-/// element (`distros[1]`).
+/// The optional `distros` field of a payload, read the same way by every function: absent or
+/// null is `None` (every distro the packaging branch's `CURRENT_TARGETS` lists); otherwise a
+/// non-empty array of distinct, valid distro names, errors naming the element (`distros[1]`).
+/// An empty list is refused rather than read as "all" or "none".
 pub fn read_distros(payload: &crate::Payload) -> Result<Option<Vec<Distro>>, crate::PipelineError> {
     match payload.get("distros") {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(_) => payload
-            .required_array("distros", "distro names such as \"debian-12-bookworm\"", |value| {
-                crate::payload::string_element(value)?.parse()
-            })
-            .map(Some),
+        Some(_) => {
+            let distros =
+                payload.required_array("distros", "distro names such as \"debian-12-bookworm\"", |value| {
+                    crate::payload::string_element(value)?.parse()
+                })?;
+            if distros.is_empty() {
+                return Err(crate::PipelineError::invalid_input(
+                    "distros",
+                    "is empty; leave it out to build every distro of CURRENT_TARGETS",
+                ));
+            }
+            if let Some(index) = (1..distros.len()).find(|&i| distros[..i].contains(&distros[i])) {
+                return Err(crate::PipelineError::invalid_input(
+                    format!("distros[{index}]"),
+                    format!("{} is listed twice", distros[index]),
+                ));
+            }
+            Ok(Some(distros))
+        }
     }
 }
 
@@ -100,6 +125,8 @@ mod tests {
         ] {
             assert!(bad.parse::<Distro>().is_err(), "{bad:?}");
         }
+        let huge = format!("debian-12-{}", "a".repeat(1 << 20));
+        assert!(huge.parse::<Distro>().unwrap_err().contains("at most 64"));
     }
 
     #[test]

@@ -20,10 +20,15 @@ pub enum PipelineError {
     #[error("source tarball {location} is not there: {missing} is missing (build-source-tarball creates all of it)")]
     SourceTarballNotFound { location: String, missing: String },
 
-    /// An AWS call failed for a reason other than the ones above (permissions, throttling after
-    /// the SDK's retries, network, a 5xx).
+    /// An AWS call failed for a reason that may pass (throttling after the SDK's retries, a
+    /// 5xx, the network, a time-out): the machines retry it.
     #[error("{operation} failed: {detail}")]
     AwsServiceError { operation: String, detail: String },
+
+    /// AWS refused the request for a reason a retry does not change (a 4xx such as
+    /// `AccessDenied` or a validation error): the machines do not retry it.
+    #[error("{operation} was refused: {detail}")]
+    AwsRequestRefused { operation: String, detail: String },
 
     /// The list of distros to build could not be read from the packaging repository.
     #[error("could not read CURRENT_TARGETS from {url}: {problem}")]
@@ -69,6 +74,7 @@ impl PipelineError {
             PipelineError::InvalidVersion { .. } => "InvalidVersion",
             PipelineError::SourceTarballNotFound { .. } => "SourceTarballNotFound",
             PipelineError::AwsServiceError { .. } => "AwsServiceError",
+            PipelineError::AwsRequestRefused { .. } => "AwsRequestRefused",
             PipelineError::CurrentTargetsUnavailable { .. } => "CurrentTargetsUnavailable",
             PipelineError::Configuration { .. } => "ConfigurationError",
             PipelineError::SourceUnavailable { .. } => "SourceUnavailable",

@@ -1,11 +1,15 @@
-//! Child executions of the orchestration machines: their names and their inputs.
+//! Executions: the one reader of `executionName`, and the names and inputs of child
+//! executions.
 //!
-//! A name is derived from the parent execution's name, the child's role and the version, so a
-//! retried `StartExecution` names the same execution (Step Functions then answers with the
-//! running one, or `ExecutionAlreadyExists`) instead of starting a second child — the original
-//! appended random hex. The input is built from the parent's payload with exactly what the
-//! child needs, the packaging branch and distros included (the original publish step dropped
-//! them).
+//! A child's name is derived from the parent execution's name, the child's role, the version
+//! and the attempt, so a retried `StartExecution` names the same execution (Step Functions then
+//! answers with the running one, or `ExecutionAlreadyExists`) instead of starting a second
+//! child — the original appended random hex. The input is built from the parent's payload with
+//! exactly what the child needs, the packaging branch and distros included (the original
+//! publish step dropped them).
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
@@ -16,6 +20,77 @@ pub const MAX_EXECUTION_NAME_LEN: usize = 80;
 
 /// Length of the hash that keeps shortened or rewritten parent names distinct.
 const NAME_HASH_LEN: usize = 12;
+
+/// Room kept at the end of a child's name for its attempt (`-r2` … `-r99`).
+const ATTEMPT_SUFFIX_ROOM: usize = 4;
+
+/// The prefix of the names derived for hand invocations that carry no `executionName`.
+pub const DERIVED_NAME_PREFIX: &str = "manual-";
+
+/// The name of a Step Functions execution (`$$.Execution.Name`), under Step Functions' own rule:
+/// 1-80 characters, no whitespace, no control characters and none of ``< > { } [ ] ? * " # % \
+/// ^ | ~ ` $ & , ; : /``. Names such as `run+1`, `a=b@c!` or `ñame` are valid. Shell code only
+/// ever sees it single-quoted, and child names and idempotency keys are derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExecutionName(String);
+
+impl ExecutionName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The optional `executionName` of a payload (absent or `""` when an operator invokes a
+    /// function by hand).
+    pub fn optional(payload: &Payload) -> Result<Option<ExecutionName>, PipelineError> {
+        payload
+            .optional::<String>("executionName", "an execution name (\"$$.Execution.Name\")")?
+            .filter(|text| !text.is_empty())
+            .map(|text| {
+                text.parse()
+                    .map_err(|problem| PipelineError::invalid_input("executionName", problem))
+            })
+            .transpose()
+    }
+
+    /// The payload's `executionName`, or for a hand invocation without one a name derived from
+    /// the whole payload (`manual-<hash>`): the same input always gives the same name, so a
+    /// repeated hand invocation finds the work the first one started, and any other input
+    /// starts its own.
+    pub fn read(payload: &Payload) -> Result<ExecutionName, PipelineError> {
+        match ExecutionName::optional(payload)? {
+            Some(name) => Ok(name),
+            None => Ok(ExecutionName::derived_from(payload)),
+        }
+    }
+
+    /// `manual-<16 hex digits>` of the payload's JSON text.
+    pub fn derived_from(payload: &Payload) -> ExecutionName {
+        let text = serde_json::to_string(&payload.clone().into_value()).expect("a JSON value always serializes");
+        ExecutionName(format!("{DERIVED_NAME_PREFIX}{:016x}", fnv1a(text.as_bytes())))
+    }
+}
+
+impl FromStr for ExecutionName {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let refused = |c: char| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c);
+        let length = value.chars().count();
+        if length == 0 || length > MAX_EXECUTION_NAME_LEN || value.chars().any(refused) {
+            return Err(format!(
+                "{value:?} is not an execution name (1-{MAX_EXECUTION_NAME_LEN} characters without whitespace, \
+                 control characters or any of < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /)"
+            ));
+        }
+        Ok(ExecutionName(value.to_string()))
+    }
+}
+
+impl fmt::Display for ExecutionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// What a child execution does for its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,24 +108,13 @@ impl ChildRole {
     }
 }
 
-/// The parent execution's name, which the state machine passes as `executionName`
-/// (`"executionName.$": "$$.Execution.Name"`).
-pub fn parent_execution_name(payload: &Payload) -> Result<String, PipelineError> {
-    let name: String = payload.required("executionName", "the parent execution's name (\"$$.Execution.Name\")")?;
-    if name.is_empty() || name.chars().count() > MAX_EXECUTION_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(PipelineError::invalid_input(
-            "executionName",
-            format!("{name:?} is not an execution name (1-{MAX_EXECUTION_NAME_LEN} characters, no control characters)"),
-        ));
-    }
-    Ok(name)
-}
-
-/// `<parent>-<role>-<version>`, e.g. `nightly-2026-11-21-build-2026_11_21`: at most 80
+/// `<parent>-<role>-<version>`, e.g. `nightly-2026-11-21-build-2026_11_21`: at most 76
 /// characters of `A-Z a-z 0-9 - _` (the set Step Functions accepts everywhere, CloudWatch
-/// logging included). A parent name that had to be shortened or rewritten keeps a hash of the
-/// original, so two different parents never share a child name.
-pub fn child_execution_name(parent: &str, role: ChildRole, version: &Version) -> String {
+/// logging included), leaving room for an attempt suffix (`attempt_name`). A parent name that
+/// had to be shortened or rewritten keeps a hash of the original, so two different parents
+/// never share a child name.
+pub fn child_execution_name(parent: &ExecutionName, role: ChildRole, version: &Version) -> String {
+    let parent = parent.as_str();
     let suffix = format!("-{}-{}", role.as_str(), version.to_string().replace('.', "_"));
     let cleaned: String = parent
         .chars()
@@ -62,7 +126,7 @@ pub fn child_execution_name(parent: &str, role: ChildRole, version: &Version) ->
             }
         })
         .collect();
-    let room = MAX_EXECUTION_NAME_LEN - suffix.len();
+    let room = MAX_EXECUTION_NAME_LEN - ATTEMPT_SUFFIX_ROOM - suffix.len();
     let parent_part = if cleaned == parent && cleaned.len() <= room {
         cleaned
     } else {
@@ -74,6 +138,21 @@ pub fn child_execution_name(parent: &str, role: ChildRole, version: &Version) ->
     format!("{parent_part}{suffix}")
 }
 
+/// The most attempts a child may need: after that many failed ones, starting another is
+/// refused (`ExecutionAlreadyExists`) rather than retried for ever.
+pub const MAX_CHILD_ATTEMPTS: u32 = 99;
+
+/// The name of attempt `attempt` (1, 2, …) of the child first named `first`: the first attempt
+/// keeps the name, later ones add `-r<attempt>`. A redriven or re-invoked parent whose child
+/// failed starts the next attempt; one whose child is running or succeeded finds it again.
+pub fn attempt_name(first: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        first.to_string()
+    } else {
+        format!("{first}-r{attempt}")
+    }
+}
+
 /// FNV-1a: a hash that is the same in every process and every Rust release (std's hasher
 /// promises neither), which a name that must survive a retry needs.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -83,15 +162,17 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Whether a payload field is a polling or waiting setting of the child machine
-/// (`pollIntervalSeconds`, `initialWaitSeconds`, …): passed to children verbatim.
+/// (`pollIntervalSeconds`, `initialWaitSeconds`, …): passed to children verbatim. `poll` is
+/// the parent's own poll counter, never a setting: a child starts counting from zero, and a
+/// retried start must send the same input.
 pub fn is_poll_setting(field: &str) -> bool {
-    field.starts_with("poll") || field.ends_with("Seconds")
+    field != "poll" && (field.starts_with("poll") || field.ends_with("Seconds"))
 }
 
 /// The input of a child execution for `version`: `version`, `packagingBranch` (the payload's, else
 /// the version's default), `distros` and `force` when the payload has them, every poll setting,
 /// and `parentExecutionName`. Everything is validated here, before any execution is started.
-pub fn child_input(payload: &Payload, version: &Version, parent: &str) -> Result<Value, PipelineError> {
+pub fn child_input(payload: &Payload, version: &Version, parent: &ExecutionName) -> Result<Value, PipelineError> {
     let branch = match payload.optional_nonempty_str("packagingBranch")? {
         Some(text) => text.parse::<PackagingBranch>()?,
         None => version.default_packaging_branch(),
@@ -120,11 +201,11 @@ pub struct PlannedExecution {
     pub input: Value,
 }
 
-/// The child for the payload's `version`, started by the parent named in `executionName`.
+/// The child for the payload's `version`, started by the parent named in `executionName` (or,
+/// by hand, by the name derived from the payload).
 pub fn plan_child_execution(payload: &Payload, role: ChildRole) -> Result<PlannedExecution, PipelineError> {
-    let parent = parent_execution_name(payload)?;
-    let version: String = payload.required("version", "a version: YYYY.MM.DD or x.y.z")?;
-    let version: Version = version.parse().map_err(|e: PipelineError| e.in_field("version"))?;
+    let parent = ExecutionName::read(payload)?;
+    let version = Version::read(payload)?;
     plan_child_execution_for(payload, role, &version, &parent)
 }
 
@@ -133,7 +214,7 @@ pub fn plan_child_execution_for(
     payload: &Payload,
     role: ChildRole,
     version: &Version,
-    parent: &str,
+    parent: &ExecutionName,
 ) -> Result<PlannedExecution, PipelineError> {
     Ok(PlannedExecution {
         name: child_execution_name(parent, role, version),
@@ -151,6 +232,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn name(text: &str) -> ExecutionName {
+        text.parse().unwrap()
+    }
+
     fn is_valid_name(name: &str) -> bool {
         !name.is_empty()
             && name.len() <= MAX_EXECUTION_NAME_LEN
@@ -160,11 +245,11 @@ mod tests {
     #[test]
     fn names_are_parent_role_and_version() {
         assert_eq!(
-            child_execution_name("nightly-run", ChildRole::Build, &version("2026.11.21")),
+            child_execution_name(&name("nightly-run"), ChildRole::Build, &version("2026.11.21")),
             "nightly-run-build-2026_11_21"
         );
         assert_eq!(
-            child_execution_name("r1", ChildRole::Publish, &version("4.168.2")),
+            child_execution_name(&name("r1"), ChildRole::Publish, &version("4.168.2")),
             "r1-publish-4_168_2"
         );
     }
@@ -172,11 +257,14 @@ mod tests {
     #[test]
     fn names_are_deterministic_and_distinct_per_role_and_version() {
         let v = version("4.168.2");
-        let a = child_execution_name("parent", ChildRole::Build, &v);
-        assert_eq!(a, child_execution_name("parent", ChildRole::Build, &v));
-        assert_ne!(a, child_execution_name("parent", ChildRole::Publish, &v));
-        assert_ne!(a, child_execution_name("parent", ChildRole::Build, &version("4.168.3")));
-        assert_ne!(a, child_execution_name("parent2", ChildRole::Build, &v));
+        let a = child_execution_name(&name("parent"), ChildRole::Build, &v);
+        assert_eq!(a, child_execution_name(&name("parent"), ChildRole::Build, &v));
+        assert_ne!(a, child_execution_name(&name("parent"), ChildRole::Publish, &v));
+        assert_ne!(
+            a,
+            child_execution_name(&name("parent"), ChildRole::Build, &version("4.168.3"))
+        );
+        assert_ne!(a, child_execution_name(&name("parent2"), ChildRole::Build, &v));
     }
 
     #[test]
@@ -189,12 +277,12 @@ mod tests {
         let long_a = "a".repeat(80);
         let long_b = format!("{}b", "a".repeat(79));
         let names = [
-            child_execution_name(&long_a, ChildRole::Publish, &v),
-            child_execution_name(&long_b, ChildRole::Publish, &v),
-            child_execution_name("run 1", ChildRole::Publish, &v),
-            child_execution_name("run-1", ChildRole::Publish, &v),
-            child_execution_name("rün:1", ChildRole::Publish, &v),
-            child_execution_name("x", ChildRole::Publish, &v),
+            child_execution_name(&name(&long_a), ChildRole::Publish, &v),
+            child_execution_name(&name(&long_b), ChildRole::Publish, &v),
+            child_execution_name(&name("run+1"), ChildRole::Publish, &v),
+            child_execution_name(&name("run-1"), ChildRole::Publish, &v),
+            child_execution_name(&name("rün=1"), ChildRole::Publish, &v),
+            child_execution_name(&name("x"), ChildRole::Publish, &v),
         ];
         for name in &names {
             assert!(is_valid_name(name), "{name} ({} chars)", name.len());
@@ -215,17 +303,66 @@ mod tests {
     }
 
     #[test]
-    fn parent_name_is_required_and_checked() {
-        let missing = parent_execution_name(&Payload::from_value(json!({})).unwrap()).unwrap_err();
-        assert_eq!(missing.error_type(), "InvalidInput");
-        assert!(missing.to_string().contains("`executionName`"), "{missing}");
-        for bad in [json!(""), json!(5), json!("x".repeat(81)), json!("a\nb")] {
+    fn execution_names_follow_step_functions_rule() {
+        for good in ["run-1", "abc-123_x.y", "run+1", "a=b@c!", "ñame", "x", &"x".repeat(80)] {
+            assert_eq!(good.parse::<ExecutionName>().unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "a b",
+            "$(id)",
+            "a;b",
+            "a/b",
+            "a\nb",
+            "a\u{7f}",
+            "a`b",
+            "x{y}",
+            &"x".repeat(81),
+        ] {
+            assert!(bad.parse::<ExecutionName>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn execution_name_is_read_or_derived_from_the_input() {
+        let given = Payload::from_value(json!({"executionName": "run-1"})).unwrap();
+        assert_eq!(ExecutionName::read(&given).unwrap().as_str(), "run-1");
+        let by_hand = Payload::from_value(json!({"version": "4.168.2", "distros": ["debian-12-bookworm"]})).unwrap();
+        let derived = ExecutionName::read(&by_hand).unwrap();
+        assert!(derived.as_str().starts_with(DERIVED_NAME_PREFIX), "{derived}");
+        assert_eq!(derived, ExecutionName::read(&by_hand.clone()).unwrap());
+        let other = Payload::from_value(json!({"version": "4.168.2"})).unwrap();
+        assert_ne!(derived, ExecutionName::read(&other).unwrap());
+        let empty = Payload::from_value(json!({"executionName": "", "version": "4.168.2"})).unwrap();
+        assert!(
+            ExecutionName::read(&empty)
+                .unwrap()
+                .as_str()
+                .starts_with(DERIVED_NAME_PREFIX)
+        );
+        for bad in [json!(5), json!("x".repeat(81)), json!("a\nb"), json!("a b")] {
             let payload = Payload::from_value(json!({"executionName": bad})).unwrap();
-            let error = parent_execution_name(&payload).unwrap_err();
+            let error = ExecutionName::read(&payload).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput");
             assert!(error.to_string().contains("`executionName`"), "{error}");
         }
-        let ok = Payload::from_value(json!({"executionName": "run-1"})).unwrap();
-        assert_eq!(parent_execution_name(&ok).unwrap(), "run-1");
+    }
+
+    #[test]
+    fn attempts_after_the_first_add_a_suffix_within_the_limit() {
+        let long = name(&"a".repeat(80));
+        let first = child_execution_name(&long, ChildRole::Publish, &version("2026.11.21"));
+        assert_eq!(attempt_name(&first, 1), first);
+        let last = attempt_name(&first, MAX_CHILD_ATTEMPTS);
+        assert!(is_valid_name(&last), "{last}");
+        assert_ne!(attempt_name(&first, 2), first);
+    }
+
+    #[test]
+    fn the_parents_poll_counter_is_not_a_setting() {
+        assert!(!is_poll_setting("poll"));
+        assert!(is_poll_setting("pollLimit"));
+        assert!(is_poll_setting("initialWaitSeconds"));
     }
 
     #[test]
@@ -236,7 +373,7 @@ mod tests {
             "pollIntervalSeconds": 5, "initialWaitSeconds": 1.50,
             "stepFunctionExecutions": ["arn"], "unrelated": {"x": 1}}"#;
         let payload = Payload::from_value(serde_json::from_str(text).unwrap()).unwrap();
-        let input = child_input(&payload, &version("4.168.2"), "parent").unwrap();
+        let input = child_input(&payload, &version("4.168.2"), &name("parent")).unwrap();
         assert_eq!(
             serde_json::to_string(&input).unwrap(),
             r#"{"version":"4.168.2","packagingBranch":"HHVM-4.167","distros":["debian-12-bookworm","ubuntu-24.04-noble"],"force":true,"pollIntervalSeconds":5,"initialWaitSeconds":1.50,"parentExecutionName":"parent"}"#
@@ -246,12 +383,12 @@ mod tests {
     #[test]
     fn child_input_defaults_the_branch_from_the_version() {
         let payload = Payload::from_value(json!({"packagingBranch": ""})).unwrap();
-        let input = child_input(&payload, &version("4.168.2"), "p").unwrap();
+        let input = child_input(&payload, &version("4.168.2"), &name("p")).unwrap();
         assert_eq!(
             input,
             json!({"version": "4.168.2", "packagingBranch": "HHVM-4.168", "parentExecutionName": "p"})
         );
-        let input = child_input(&payload, &version("2026.11.21"), "p").unwrap();
+        let input = child_input(&payload, &version("2026.11.21"), &name("p")).unwrap();
         assert_eq!(input["packagingBranch"], "master");
     }
 
@@ -261,10 +398,15 @@ mod tests {
         let planned = plan_child_execution(&payload, ChildRole::Publish).unwrap();
         assert_eq!(planned.name, "run-publish-4_168_2");
         assert_eq!(planned.input["parentExecutionName"], "run");
+        // By hand, without a name: the derived one, the same for the same input.
+        let by_hand = Payload::from_value(json!({"version": "4.168.2"})).unwrap();
+        let planned = plan_child_execution(&by_hand, ChildRole::Build).unwrap();
+        assert!(planned.name.starts_with(DERIVED_NAME_PREFIX), "{}", planned.name);
+        assert_eq!(planned, plan_child_execution(&by_hand, ChildRole::Build).unwrap());
         for (input, expected) in [
             (json!({"executionName": "run"}), "InvalidInput"),
             (json!({"executionName": "run", "version": "4.1"}), "InvalidVersion"),
-            (json!({"version": "4.1.2"}), "InvalidInput"),
+            (json!({"executionName": "a b", "version": "4.1.2"}), "InvalidInput"),
         ] {
             let payload = Payload::from_value(input.clone()).unwrap();
             assert_eq!(
@@ -290,7 +432,7 @@ mod tests {
         ];
         for (input, field) in cases {
             let payload = Payload::from_value(input.clone()).unwrap();
-            let error = child_input(&payload, &version("4.168.2"), "p").unwrap_err();
+            let error = child_input(&payload, &version("4.168.2"), &name("p")).unwrap_err();
             assert_eq!(error.error_type(), "InvalidInput", "{input}");
             assert!(error.to_string().contains(field), "{input}: {error}");
         }

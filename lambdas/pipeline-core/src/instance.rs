@@ -65,6 +65,33 @@ impl InstanceState {
     }
 }
 
+/// What the pipeline knows of an instance EC2 describes: its state, tags and launch time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedInstance {
+    pub id: InstanceId,
+    pub state: InstanceState,
+    pub tags: Vec<(String, String)>,
+    /// Seconds since the Unix epoch.
+    pub launched_at: Option<i64>,
+}
+
+impl DescribedInstance {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The job kind of a pipeline worker; `None` for any instance the pipeline did not launch.
+    pub fn job_kind(&self) -> Option<crate::layout::JobKind> {
+        self.tag(crate::launch::JOB_KIND_TAG)
+            .and_then(crate::layout::JobKind::from_tag)
+    }
+
+    /// Whether a terminate call still has something to do.
+    pub fn is_gone(&self) -> bool {
+        matches!(self.state.as_str(), "terminated" | InstanceState::MISSING)
+    }
+}
+
 /// Reads a payload field holding an array of instance ID strings (`instances`).
 pub fn read_instance_ids(payload: &crate::Payload, field: &str) -> Result<Vec<InstanceId>, crate::PipelineError> {
     payload.required_array(field, "EC2 instance IDs (i-…)", |value| {

@@ -2,16 +2,22 @@
 //! user data, instance settings and tags, under which idempotency key. The EC2 calls that act
 //! on a plan live in `pipeline-aws`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use sha2::{Digest, Sha256};
 
+pub use crate::executions::ExecutionName;
 use crate::layout::JobKind;
 use crate::{Distro, InstanceId, PackagingBranch, Payload, PipelineError, Version};
 
 /// Tag carrying a launch's idempotency key; a retried invocation finds its instance by it.
 pub const IDEMPOTENCY_TAG: &str = "IdempotencyKey";
+
+/// Tag naming the execution a worker works for: cleanup finds an execution's workers by it,
+/// never by a list in the payload.
+pub const EXECUTION_TAG: &str = "Execution";
+
+/// Tag naming the worker's job kind. Only instances carrying it with one of the job kinds are
+/// the pipeline's: nothing else is ever terminated (and IAM grants no more).
+pub const JOB_KIND_TAG: &str = "JobKind";
 
 /// One distro's build worker, as `hhvm-build-binary-packages` reports it in `builds`: the
 /// success marker that counts for this build of the distro is the one this instance wrote, so
@@ -47,65 +53,21 @@ pub fn read_builds(payload: &Payload) -> Result<Option<Vec<DistroBuild>>, Pipeli
     }
 }
 
-/// The name of the Step Functions execution that asked for a launch (`$$.Execution.Name`):
-/// 1-80 characters of letters, digits, `-`, `_` and `.`, so it is safe in a tag and a hash.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ExecutionName(String);
-
-impl ExecutionName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The optional `executionName` field of a payload (absent when an operator invokes a
-    /// function by hand).
-    pub fn from_payload(payload: &Payload) -> Result<Option<ExecutionName>, PipelineError> {
-        payload
-            .optional_nonempty_str("executionName")?
-            .map(|text| {
-                text.parse()
-                    .map_err(|problem| PipelineError::invalid_input("executionName", problem))
-            })
-            .transpose()
-    }
-}
-
-impl FromStr for ExecutionName {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-        if value.is_empty() || value.len() > 80 || !value.bytes().all(allowed) {
-            return Err(format!(
-                "{value:?} is not an execution name (1-80 letters, digits, '-', '_' or '.')"
-            ));
-        }
-        Ok(ExecutionName(value.to_string()))
-    }
-}
-
-impl fmt::Display for ExecutionName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// What every launching function reads from its payload: the version (required), the
-/// packaging branch (`packagingBranch`, default from the version), and the optional
-/// `executionName`. An optional `nightly` must agree with the version.
+/// packaging branch (`packagingBranch`, default from the version), and the execution that asks
+/// (`executionName`, or for a hand invocation the name derived from the payload, so that a
+/// worker is reused only for the same request). An optional `nightly` must agree with the
+/// version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRequest {
     pub version: Version,
     pub packaging_branch: PackagingBranch,
-    pub execution: Option<ExecutionName>,
+    pub execution: ExecutionName,
 }
 
 impl WorkerRequest {
     pub fn from_payload(payload: &Payload) -> Result<WorkerRequest, PipelineError> {
-        let version: Version = payload
-            .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
-            .parse()
-            .map_err(|error: PipelineError| error.in_field("version"))?;
+        let version = Version::read(payload)?;
         let nightly = payload.optional::<bool>("nightly", "a boolean")?;
         if nightly.is_some_and(|nightly| nightly != version.is_nightly()) {
             let kind = if version.is_nightly() { "a nightly" } else { "a release" };
@@ -121,27 +83,22 @@ impl WorkerRequest {
         Ok(WorkerRequest {
             version,
             packaging_branch,
-            execution: ExecutionName::from_payload(payload)?,
+            execution: ExecutionName::read(payload)?,
         })
     }
 }
 
 /// The key that makes a launch idempotent: the same execution, job, version and distro always
-/// give the same key, and any difference gives another. Without an execution name (a hand
-/// invocation) the key covers job, version and distro only, so repeating a hand invocation
-/// also finds the worker already running for that version.
+/// give the same key, and any difference gives another. A hand invocation's execution is the
+/// name derived from its payload, so repeating it finds its worker and another request does
+/// not.
 ///
 /// 32 hex digits of SHA-256: within EC2's 64-character `ClientToken` limit and a tag value.
-pub fn idempotency_key(
-    execution: Option<&ExecutionName>,
-    job: JobKind,
-    version: &Version,
-    distro: Option<&Distro>,
-) -> String {
+pub fn idempotency_key(execution: &ExecutionName, job: JobKind, version: &Version, distro: Option<&Distro>) -> String {
     let mut hasher = Sha256::new();
     // Fields are separated by a byte none of them can contain, so ("a","bc") ≠ ("ab","c").
     for part in [
-        execution.map_or("", ExecutionName::as_str),
+        execution.as_str(),
         job.as_str(),
         &version.to_string(),
         distro.map_or("", Distro::as_str),
@@ -204,7 +161,7 @@ pub struct LaunchPlan {
     pub job: JobKind,
     pub version: Version,
     pub distro: Option<Distro>,
-    pub execution: Option<ExecutionName>,
+    pub execution: ExecutionName,
     pub idempotency_key: String,
     pub user_data: String,
     pub settings: InstanceSettings,
@@ -215,11 +172,11 @@ impl LaunchPlan {
         job: JobKind,
         version: Version,
         distro: Option<Distro>,
-        execution: Option<ExecutionName>,
+        execution: ExecutionName,
         user_data: String,
         settings: InstanceSettings,
     ) -> LaunchPlan {
-        let idempotency_key = idempotency_key(execution.as_ref(), job, &version, distro.as_ref());
+        let idempotency_key = idempotency_key(&execution, job, &version, distro.as_ref());
         LaunchPlan {
             job,
             version,
@@ -247,14 +204,12 @@ impl LaunchPlan {
                 instance_name(self.job, &self.version, self.distro.as_ref()),
             ),
             ("Version".to_string(), self.version.to_string()),
-            ("JobKind".to_string(), self.job.to_string()),
+            (JOB_KIND_TAG.to_string(), self.job.to_string()),
         ];
         if let Some(distro) = &self.distro {
             tags.push(("Distro".to_string(), distro.to_string()));
         }
-        if let Some(execution) = &self.execution {
-            tags.push(("Execution".to_string(), execution.to_string()));
-        }
+        tags.push((EXECUTION_TAG.to_string(), self.execution.to_string()));
         tags.push((IDEMPOTENCY_TAG.to_string(), self.idempotency_key.clone()));
         tags
     }
@@ -294,50 +249,35 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_and_differs_by_every_part() {
         let bookworm = distro("debian-12-bookworm");
-        let key = idempotency_key(
-            Some(&execution("run-1")),
-            JobKind::BinaryPackage,
-            &version(),
-            Some(&bookworm),
-        );
+        let key = idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), Some(&bookworm));
         assert_eq!(key.len(), 32);
         assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(
             key,
-            idempotency_key(
-                Some(&execution("run-1")),
-                JobKind::BinaryPackage,
-                &version(),
-                Some(&bookworm)
-            )
+            idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), Some(&bookworm))
         );
         let others = [
+            idempotency_key(&execution("run-2"), JobKind::BinaryPackage, &version(), Some(&bookworm)),
             idempotency_key(
-                Some(&execution("run-2")),
+                &execution("manual-1"),
                 JobKind::BinaryPackage,
                 &version(),
                 Some(&bookworm),
             ),
-            idempotency_key(None, JobKind::BinaryPackage, &version(), Some(&bookworm)),
+            idempotency_key(&execution("run-1"), JobKind::SourceTarball, &version(), Some(&bookworm)),
             idempotency_key(
-                Some(&execution("run-1")),
-                JobKind::SourceTarball,
-                &version(),
-                Some(&bookworm),
-            ),
-            idempotency_key(
-                Some(&execution("run-1")),
+                &execution("run-1"),
                 JobKind::BinaryPackage,
                 &"4.168.3".parse().unwrap(),
                 Some(&bookworm),
             ),
             idempotency_key(
-                Some(&execution("run-1")),
+                &execution("run-1"),
                 JobKind::BinaryPackage,
                 &version(),
                 Some(&distro("ubuntu-24.04-noble")),
             ),
-            idempotency_key(Some(&execution("run-1")), JobKind::BinaryPackage, &version(), None),
+            idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), None),
         ];
         for other in &others {
             assert_ne!(&key, other);
@@ -350,7 +290,7 @@ mod tests {
             JobKind::BinaryPackage,
             version(),
             Some(distro("debian-12-bookworm")),
-            Some(execution("nightly-2026")),
+            execution("nightly-2026"),
             "#!/bin/bash\n".into(),
             settings(),
         );
@@ -383,28 +323,26 @@ mod tests {
     }
 
     #[test]
-    fn hand_invocations_have_no_execution_tag() {
-        let plan = LaunchPlan::new(JobKind::SourceTarball, version(), None, None, String::new(), settings());
-        assert!(plan.tags().iter().all(|(k, _)| k != "Execution" && k != "Distro"));
+    fn hand_invocations_are_tagged_with_the_derived_name() {
+        let payload = Payload::from_value(json!({"version": "4.168.2"})).unwrap();
+        let request = WorkerRequest::from_payload(&payload).unwrap();
+        assert!(
+            request.execution.as_str().starts_with("manual-"),
+            "{}",
+            request.execution
+        );
+        let plan = LaunchPlan::new(
+            JobKind::SourceTarball,
+            version(),
+            None,
+            request.execution.clone(),
+            String::new(),
+            settings(),
+        );
+        let tags = plan.tags();
+        assert!(tags.contains(&(EXECUTION_TAG.to_string(), request.execution.to_string())));
+        assert!(tags.iter().all(|(k, _)| k != "Distro"));
         assert_eq!(plan.target(), "source-tarball");
-    }
-
-    #[test]
-    fn execution_names_are_validated() {
-        let payload = Payload::from_value(json!({"executionName": "abc-123_x.y"})).unwrap();
-        assert_eq!(
-            ExecutionName::from_payload(&payload).unwrap(),
-            Some(execution("abc-123_x.y"))
-        );
-        assert_eq!(
-            ExecutionName::from_payload(&Payload::from_value(json!({})).unwrap()).unwrap(),
-            None
-        );
-        for bad in [json!("a b"), json!("$(id)"), json!("x".repeat(81)), json!(5)] {
-            let payload = Payload::from_value(json!({"executionName": bad})).unwrap();
-            let error = ExecutionName::from_payload(&payload).unwrap_err();
-            assert!(error.to_string().contains("`executionName`"), "{error}");
-        }
     }
 
     #[test]
@@ -413,7 +351,7 @@ mod tests {
             Payload::from_value(json!({"version": "4.168.2", "nightly": false, "executionName": "e1"})).unwrap();
         let request = WorkerRequest::from_payload(&payload).unwrap();
         assert_eq!(request.packaging_branch.to_string(), "HHVM-4.168");
-        assert_eq!(request.execution, Some(execution("e1")));
+        assert_eq!(request.execution, execution("e1"));
         let payload = Payload::from_value(json!({"version": "2026.11.21", "packagingBranch": "HHVM-4.168"})).unwrap();
         assert_eq!(
             WorkerRequest::from_payload(&payload)

@@ -26,6 +26,29 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::SourceTarball,
+        JobKind::BinaryPackage,
+        JobKind::UpdateRepositories,
+        JobKind::PublishReleaseSource,
+    ];
+
+    /// The job kind a `JobKind` tag names, if it names one.
+    pub fn from_tag(value: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+
+    /// How long a worker of this kind may live: its script powers the instance off at this
+    /// deadline (`worker_begin <kind> <minutes>` in its script; a test below checks they agree).
+    pub fn hard_timeout_minutes(&self) -> u64 {
+        match self {
+            JobKind::SourceTarball => 60,
+            JobKind::BinaryPackage => 180,
+            JobKind::UpdateRepositories => 120,
+            JobKind::PublishReleaseSource => 30,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             JobKind::SourceTarball => "source-tarball",
@@ -72,6 +95,10 @@ pub fn log_key(version: &Version, job: JobKind, distro: Option<&Distro>, instanc
 /// `https://dl.hhvm.com/conf/hhvm.gpg.key`): what a publish is verified with.
 pub const REPOSITORY_KEYRING_KEY: &str = "conf/hhvm.gpg.key";
 
+/// The repositories' lease (scratch bucket): `{"holder": <instance>, ...}` while a repository
+/// update publishes (`userdata/update-repos.sh`).
+pub const REPOSITORY_LEASE_KEY: &str = "locks/apt-repositories.json";
+
 /// Where one build attempt (the worker `instance`) stages a distro's packages (scratch bucket):
 /// its own prefix, so a publish can never pick up an earlier attempt's files.
 pub fn binary_packages_prefix(version: &Version, distro: &Distro, instance: &str) -> String {
@@ -99,6 +126,39 @@ pub fn nightly_source_record_version(key: &str) -> Option<Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scripts_agree_on_hard_timeouts_and_the_lease() {
+        let scripts = [
+            (
+                JobKind::SourceTarball,
+                include_str!("../../../userdata/make-source-tarball.sh"),
+            ),
+            (
+                JobKind::BinaryPackage,
+                include_str!("../../../userdata/make-binary-package.sh"),
+            ),
+            (
+                JobKind::UpdateRepositories,
+                include_str!("../../../userdata/update-repos.sh"),
+            ),
+            (
+                JobKind::PublishReleaseSource,
+                include_str!("../../../userdata/publish-release-source.sh"),
+            ),
+        ];
+        for (job, script) in scripts {
+            let line = format!("\nworker_begin {job} {}\n", job.hard_timeout_minutes());
+            assert!(script.contains(&line), "{job}: no {line:?}");
+        }
+        assert!(
+            scripts[2]
+                .1
+                .contains(&format!("readonly LEASE_KEY={REPOSITORY_LEASE_KEY}\n"))
+        );
+        assert_eq!(JobKind::from_tag("binary-package"), Some(JobKind::BinaryPackage));
+        assert_eq!(JobKind::from_tag("something-else"), None);
+    }
 
     #[test]
     fn keys_follow_the_documented_layout() {

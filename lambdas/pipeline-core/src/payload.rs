@@ -14,6 +14,31 @@ use crate::PipelineError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload(Map<String, Value>);
 
+/// Fields the pipeline's own steps write: the workers and child executions a step started, poll
+/// counters, verification results and caught errors. An execution's input may not set them —
+/// a step that reads one (cleanup, a poll, the final `Fail`) must only ever see what an earlier
+/// step of the same execution wrote — so the first step of every machine refuses them.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "instances",
+    "terminatedInstances",
+    "builds",
+    "skippedDistros",
+    "instanceStates",
+    "allInstancesFinished",
+    "stepFunctionExecutions",
+    "stepFunctionExecutionStates",
+    "allStepFunctionExecutionsFinished",
+    "anyStepFunctionExecutionFailed",
+    "failedStepFunctionExecutions",
+    "executionFailure",
+    "indexPages",
+    "poll",
+    "error",
+    "cleanupError",
+    "buildStatus",
+    "publishStatus",
+];
+
 impl Payload {
     /// Accepts the invocation's JSON; anything but an object is `InvalidInput`.
     pub fn from_value(value: Value) -> Result<Payload, PipelineError> {
@@ -90,6 +115,17 @@ impl Payload {
                 parse(item).map_err(|problem| PipelineError::invalid_input(format!("{field}[{index}]"), problem))
             })
             .collect()
+    }
+
+    /// `InvalidInput` naming the first reserved field the payload sets (`RESERVED_FIELDS`).
+    pub fn refuse_reserved_fields(&self) -> Result<(), PipelineError> {
+        match RESERVED_FIELDS.iter().find(|field| self.0.contains_key(**field)) {
+            Some(field) => Err(PipelineError::invalid_input(
+                *field,
+                "is written by the pipeline's own steps and may not be set in an execution's input",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Adds or replaces one of the handler's own output fields.
@@ -211,6 +247,22 @@ mod tests {
                 .optional_nonempty_str("a")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reserved_fields_are_refused_by_name() {
+        assert!(
+            Payload::from_value(json!({"version": "4.168.2", "executionName": "x"}))
+                .unwrap()
+                .refuse_reserved_fields()
+                .is_ok()
+        );
+        for field in RESERVED_FIELDS {
+            let payload = Payload::from_value(json!({"version": "4.168.2", *field: null})).unwrap();
+            let error = payload.refuse_reserved_fields().unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput");
+            assert!(error.to_string().contains(&format!("`{field}`")), "{error}");
+        }
     }
 
     #[test]

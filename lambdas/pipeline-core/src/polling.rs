@@ -3,16 +3,19 @@
 //! second; the first Lambda of each machine fills in what the input leaves out.
 //!
 //! - `pollIntervalSeconds` (default 60): the wait between two polls.
-//! - `pollLimit` (default 600): polls per loop before the machine gives up. At the default
-//!   interval that is ten hours, more than any worker's or child machine's own time limit, so
-//!   in production those limits end a loop first; the bound matters for short intervals.
+//! - `pollLimit` (default 200, at most 1,000): polls of a worker before the machine gives up
+//!   and cleans up. At the default interval that is 3 h 20 min, past the longest worker's hard
+//!   timeout (3 h), and a machine's loops together fit inside its `TimeoutSeconds`
+//!   (`tests/tests/infra_checks.rs` checks both over the definitions). Each poll costs about 11
+//!   history events, so the cap keeps two loops far from a Standard execution's 25,000. Loops
+//!   that wait for a child execution are bounded by the child's own `TimeoutSeconds` instead.
 
 use crate::{Payload, PipelineError};
 
 pub const DEFAULT_POLL_INTERVAL_SECONDS: u64 = 60;
-pub const DEFAULT_POLL_LIMIT: u64 = 600;
-const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
-const MAX_POLL_LIMIT: u64 = 100_000;
+pub const DEFAULT_POLL_LIMIT: u64 = 200;
+pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
+pub const MAX_POLL_LIMIT: u64 = 1000;
 
 /// Validates the poll settings of the payload and adds the defaults of those not given.
 pub fn fill_poll_settings(payload: &mut Payload) -> Result<(), PipelineError> {
@@ -50,11 +53,11 @@ mod tests {
     fn defaults_fill_what_is_missing() {
         assert_eq!(
             filled(json!({})).unwrap(),
-            json!({"pollIntervalSeconds": 60, "pollLimit": 600})
+            json!({"pollIntervalSeconds": 60, "pollLimit": 200})
         );
         assert_eq!(
             filled(json!({"pollIntervalSeconds": 1})).unwrap(),
-            json!({"pollIntervalSeconds": 1, "pollLimit": 600})
+            json!({"pollIntervalSeconds": 1, "pollLimit": 200})
         );
     }
 
@@ -75,7 +78,7 @@ mod tests {
             ),
             (
                 json!({"pollLimit": "10"}),
-                "`pollLimit`: expected a whole number from 1 to 100000, got a string",
+                "`pollLimit`: expected a whole number from 1 to 1000, got a string",
             ),
             (json!({"pollLimit": -1}), "`pollLimit`: expected a whole number"),
         ];

@@ -128,6 +128,36 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// The one reader of `source`: where the version's tarball belongs. A `source` in the
+    /// payload (as get-build-version outputs it) must be an object naming exactly that place:
+    /// workers write the tarball and its signature there, so no input may point them at another
+    /// key (a published release's tarball) or another bucket.
+    pub fn read_source(&self, payload: &crate::Payload, version: &Version) -> Result<S3Location, crate::PipelineError> {
+        let expected = self.source_tarball(version);
+        let given = match payload.get("source") {
+            None | Some(serde_json::Value::Null) => return Ok(expected),
+            Some(serde_json::Value::Object(_)) => {
+                payload.required::<S3Location>("source", "an object {\"bucket\": ..., \"path\": ...}")?
+            }
+            Some(other) => {
+                return Err(crate::PipelineError::invalid_input(
+                    "source",
+                    format!(
+                        "expected an object {{\"bucket\": ..., \"path\": ...}}, got {}",
+                        crate::payload::json_type(other)
+                    ),
+                ));
+            }
+        };
+        if given != expected {
+            return Err(crate::PipelineError::invalid_input(
+                "source",
+                format!("is {given}, but the tarball of {version} belongs at {expected}"),
+            ));
+        }
+        Ok(expected)
+    }
+
     /// Where the source tarball of `version` is expected. Nightlies are published straight to
     /// the download bucket; release tarballs wait in scratch until their release is published.
     pub fn source_tarball(&self, version: &Version) -> S3Location {
@@ -151,6 +181,43 @@ pub fn parse_bucket(field: &str, value: &str) -> Result<BucketName, PipelineErro
     value
         .parse()
         .map_err(|problem| PipelineError::invalid_input(field, problem))
+}
+
+#[cfg(test)]
+mod source_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::Payload;
+
+    fn buckets() -> Buckets {
+        Buckets {
+            downloads: "hhvm-downloads".parse().unwrap(),
+            scratch: "hhvm-scratch".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn source_is_the_versions_own_place_or_refused() {
+        let release: Version = "4.168.2".parse().unwrap();
+        let expected = buckets().source_tarball(&release);
+        for ok in [json!({}), json!({"source": null}), json!({"source": expected})] {
+            let payload = Payload::from_value(ok.clone()).unwrap();
+            assert_eq!(buckets().read_source(&payload, &release).unwrap(), expected, "{ok}");
+        }
+        for bad in [
+            json!({"source": {"bucket": "someone-elses-bucket", "path": "hhvm-4.168.2.tar.gz"}}),
+            json!({"source": {"bucket": "hhvm-scratch", "path": "hhvm-4.168.1.tar.gz"}}),
+            json!({"source": {"bucket": "hhvm-downloads", "path": "source/hhvm-4.168.2.tar.gz"}}),
+            json!({"source": ["hhvm-scratch", "hhvm-4.168.2.tar.gz"]}),
+            json!({"source": "s3://hhvm-scratch/hhvm-4.168.2.tar.gz"}),
+        ] {
+            let payload = Payload::from_value(bad.clone()).unwrap();
+            let error = buckets().read_source(&payload, &release).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput", "{bad}");
+            assert!(error.to_string().contains("`source`"), "{bad}: {error}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,23 @@ impl Version {
         }
     }
 
+    /// The payload's required `version`: the one reader of the field.
+    pub fn read(payload: &crate::Payload) -> Result<Version, PipelineError> {
+        payload
+            .required::<String>("version", "a version string (YYYY.MM.DD or x.y.z)")?
+            .parse()
+            .map_err(|error: PipelineError| error.in_field("version"))
+    }
+
+    /// The payload's optional `version`; `""` also means "not given" (the nightly schedule's
+    /// input relies on it).
+    pub fn read_optional(payload: &crate::Payload) -> Result<Option<Version>, PipelineError> {
+        payload
+            .optional_nonempty_str("version")?
+            .map(|text| text.parse().map_err(|error: PipelineError| error.in_field("version")))
+            .transpose()
+    }
+
     /// `hhvm-nightly` for nightlies, `hhvm` for releases: the Debian package and tarball prefix.
     pub fn package_name(&self) -> &'static str {
         if self.is_nightly() { "hhvm-nightly" } else { "hhvm" }

@@ -81,15 +81,36 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
 
 /// Launches `count` instances in the emulator and returns their IDs.
 pub async fn launch_instances(ec2: &aws_sdk_ec2::Client, count: i32) -> Vec<String> {
-    let output = ec2
+    launch_tagged_instances(ec2, count, &[]).await
+}
+
+/// `count` instances tagged like workers of `execution` (`JobKind` and `Execution`, as the
+/// launchers tag them).
+pub async fn launch_workers_of(ec2: &aws_sdk_ec2::Client, count: i32, execution: &str, job: &str) -> Vec<String> {
+    launch_tagged_instances(ec2, count, &[("JobKind", job), ("Execution", execution)]).await
+}
+
+/// `count` instances with these tags.
+pub async fn launch_tagged_instances(ec2: &aws_sdk_ec2::Client, count: i32, tags: &[(&str, &str)]) -> Vec<String> {
+    let mut request = ec2
         .run_instances()
         .image_id("ami-12c6146b")
         .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
         .min_count(count)
-        .max_count(count)
-        .send()
-        .await
-        .expect("launch test instances");
+        .max_count(count);
+    if !tags.is_empty() {
+        let tags = tags
+            .iter()
+            .map(|(key, value)| aws_sdk_ec2::types::Tag::builder().key(*key).value(*value).build())
+            .collect();
+        request = request.tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .set_tags(Some(tags))
+                .build(),
+        );
+    }
+    let output = request.send().await.expect("launch test instances");
     output
         .instances()
         .iter()

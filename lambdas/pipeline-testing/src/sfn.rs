@@ -13,6 +13,10 @@ pub const TEST_ROLE: &str = "arn:aws:iam::123456789012:role/pipeline-test";
 /// A state machine that succeeds at once (when moto runs executions at all).
 pub const PASS_ONLY: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
 
+/// A definition whose executions fail at once.
+pub const FAIL_ONLY: &str =
+    r#"{"StartAt": "Broken", "States": {"Broken": {"Type": "Fail", "Error": "Broken", "Cause": "on purpose"}}}"#;
+
 /// A Step Functions client for the shared moto server.
 pub async fn sfn_client() -> Client {
     Client::new(&MotoServer::shared().sdk_config().await)

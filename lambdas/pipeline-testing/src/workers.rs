@@ -165,7 +165,7 @@ pub fn bad_worker_request_fields() -> Vec<(Value, &'static str, &'static str)> {
         (json!({"version": "4.168.2;id"}), "InvalidVersion", "version"),
         (json!({"version": null}), "InvalidInput", "version"),
         (json!({"packagingBranch": "$(id)"}), "InvalidInput", "packagingBranch"),
-        (json!({"executionName": "a'b"}), "InvalidInput", "executionName"),
+        (json!({"executionName": "a;b"}), "InvalidInput", "executionName"),
         (json!({"nightly": true}), "InvalidInput", "nightly"),
     ]
 }

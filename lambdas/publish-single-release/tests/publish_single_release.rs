@@ -58,7 +58,11 @@ async fn bad_input_is_a_typed_error_and_starts_nothing() {
     let sfn = Client::new(&unreachable_sdk_config().await);
     let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:hhvm-publish-release";
     let cases = [
-        (json!({"version": "4.168.2"}), "InvalidInput", "`executionName`"),
+        (
+            json!({"executionName": "x/y", "version": "4.168.2"}),
+            "InvalidInput",
+            "`executionName`",
+        ),
         (
             json!({"executionName": "r", "version": ""}),
             "InvalidVersion",

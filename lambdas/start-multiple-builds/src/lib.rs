@@ -2,17 +2,21 @@
 //! adds `stepFunctionExecutions` (ARNs in the order of `versions`). Every version is validated
 //! before the first execution starts, so bad input starts nothing; names are derived from the
 //! parent's `executionName`, so a retry after a partial failure starts only what is missing.
+//! The first step of `hhvm-build-and-publish-multi`: it refuses the fields the pipeline
+//! reserves for itself and validates everything later steps read.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::executions::{ChildRole, PlannedExecution, parent_execution_name, plan_child_execution_for};
+use pipeline_core::executions::{ChildRole, ExecutionName, PlannedExecution, plan_child_execution_for};
 use pipeline_core::payload::string_element;
 use pipeline_core::polling::fill_poll_settings;
 use pipeline_core::{Payload, PipelineError, Version};
 use serde_json::Value;
 
 pub fn plan(payload: &Payload) -> Result<Vec<PlannedExecution>, PipelineError> {
-    let parent = parent_execution_name(payload)?;
+    payload.refuse_reserved_fields()?;
+    payload.optional::<bool>("continueOnFailure", "a boolean")?;
+    let parent = ExecutionName::read(payload)?;
     let texts = payload.required_array("versions", "versions (YYYY.MM.DD or x.y.z)", string_element)?;
     let versions = texts
         .iter()
@@ -22,6 +26,18 @@ pub fn plan(payload: &Payload) -> Result<Vec<PlannedExecution>, PipelineError> {
                 .map_err(|e| e.in_field(&format!("versions[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if versions.is_empty() {
+        return Err(PipelineError::invalid_input(
+            "versions",
+            "is empty; name at least one version",
+        ));
+    }
+    if let Some(index) = (1..versions.len()).find(|&i| versions[..i].contains(&versions[i])) {
+        return Err(PipelineError::invalid_input(
+            format!("versions[{index}]"),
+            format!("{} is listed twice", versions[index]),
+        ));
+    }
     versions
         .iter()
         .map(|version| plan_child_execution_for(payload, ChildRole::Build, version, &parent))

@@ -40,7 +40,7 @@ async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() 
         assert_eq!(output[field], input[field], "{field}");
     }
     // The first step of the multi machine fills in the poll settings the input leaves out.
-    assert_eq!(output["pollLimit"], 600);
+    assert_eq!(output["pollLimit"], 200);
     assert_eq!(
         execution_input(&sfn, arns[1]).await,
         json!({
@@ -48,7 +48,7 @@ async fn starts_one_build_per_version_in_order_and_a_retry_starts_nothing_new() 
             "packagingBranch": "HHVM-4.167",
             "initialWaitSeconds": 1,
             "pollIntervalSeconds": 2,
-            "pollLimit": 600,
+            "pollLimit": 200,
             "parentExecutionName": "releases-1"
         })
     );
@@ -74,7 +74,41 @@ async fn bad_input_is_a_typed_error_and_starts_nothing() {
     let sfn = Client::new(&unreachable_sdk_config().await);
     let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:hhvm-build";
     let cases = [
-        (json!({"versions": ["4.168.2"]}), "InvalidInput", "`executionName`"),
+        (
+            json!({"executionName": "a b", "versions": ["4.168.2"]}),
+            "InvalidInput",
+            "`executionName`",
+        ),
+        (
+            json!({"executionName": "r", "versions": []}),
+            "InvalidInput",
+            "`versions`: is empty",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2", "4.168.2"]}),
+            "InvalidInput",
+            "`versions[1]`",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2"], "instances": ["i-0123456789abcdef0"]}),
+            "InvalidInput",
+            "`instances`",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2"], "poll": {"count": 3}}),
+            "InvalidInput",
+            "`poll`",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2"], "distros": []}),
+            "InvalidInput",
+            "`distros`",
+        ),
+        (
+            json!({"executionName": "r", "versions": ["4.168.2"], "continueOnFailure": "yes"}),
+            "InvalidInput",
+            "`continueOnFailure`",
+        ),
         (json!({"executionName": "r"}), "InvalidInput", "`versions`: missing"),
         (
             json!({"executionName": "r", "versions": "4.168.2"}),

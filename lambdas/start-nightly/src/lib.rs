@@ -20,7 +20,7 @@ use chrono::{NaiveDate, Utc};
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::layout::{JobKind, marker_key, nightly_source_record_key, nightly_source_record_version};
-use pipeline_core::{BucketName, PipelineError, S3Location, Version};
+use pipeline_core::{BucketName, Payload, PipelineError, S3Location, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ pub mod refs;
 
 /// The `detail` of the scheduled event.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NightlyRequest {
     /// Build even when the source has not moved.
     #[serde(default)]
@@ -172,6 +172,8 @@ impl Function for StartNightly {
     }
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
+        // A bad event is refused before anything is fetched or written.
+        parse_event(event.clone())?;
         let head = refs::fetch_head_commit(&self.config.refs_url, &self.config.branch).await?;
         handle(&self.s3, &self.sfn, &self.config, event, &head).await
     }
@@ -180,6 +182,20 @@ impl Function for StartNightly {
 /// Reads the scheduled event (or a hand-made one with only some of its fields).
 pub fn parse_event(event: Value) -> Result<EventBridgeEvent<NightlyRequest>, PipelineError> {
     let mut event = event;
+    if let Some(detail) = event.get("detail").filter(|detail| !detail.is_object()) {
+        return Err(PipelineError::invalid_input(
+            "detail",
+            format!(
+                "expected an object {{\"force\": bool}}, got {}",
+                pipeline_core::payload::json_type(detail)
+            ),
+        ));
+    }
+    for fields in [Some(&event), event.get("detail")].into_iter().flatten() {
+        if fields.is_object() {
+            Payload::from_value(fields.clone())?.refuse_reserved_fields()?;
+        }
+    }
     if let Some(object) = event.as_object_mut() {
         // A hand invocation may leave out what only EventBridge fills in.
         object.entry("detail-type").or_insert_with(|| json!("Scheduled Event"));

@@ -54,13 +54,34 @@ async fn a_retry_returns_the_same_execution_and_starts_nothing_new() {
     assert_eq!(first["stepFunctionExecutions"], second["stepFunctionExecutions"]);
     assert_eq!(execution_count(&sfn, &machine).await, 1);
 
-    // After the child has ended, Step Functions refuses the name; the same input still counts
-    // as the same request.
+    // A child that was stopped is an earlier attempt's dead work: the same input starts the
+    // next attempt, and a retry of that finds it.
     let arn = first["stepFunctionExecutions"][0].as_str().unwrap();
     sfn.stop_execution().execution_arn(arn).send().await.unwrap();
-    let third = start_single_build::handle(&sfn, &machine, input).await.unwrap();
-    assert_eq!(third["stepFunctionExecutions"], first["stepFunctionExecutions"]);
-    assert_eq!(execution_count(&sfn, &machine).await, 1);
+    let third = start_single_build::handle(&sfn, &machine, input.clone()).await.unwrap();
+    let next = third["stepFunctionExecutions"][0].as_str().unwrap();
+    assert!(next.ends_with(":run-2-build-2026_11_21-r2"), "{next}");
+    let fourth = start_single_build::handle(&sfn, &machine, input).await.unwrap();
+    assert_eq!(fourth["stepFunctionExecutions"], third["stepFunctionExecutions"]);
+    assert_eq!(execution_count(&sfn, &machine).await, 2);
+}
+
+#[tokio::test]
+async fn a_hand_invocation_without_an_execution_name_derives_a_stable_one() {
+    let sfn = sfn_client().await;
+    let machine = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
+    // What the original's scripts passed: no executionName.
+    let input = json!({"version": "4.168.2", "distros": ["debian-12-bookworm"]});
+    let first = start_single_build::handle(&sfn, &machine, input.clone()).await.unwrap();
+    let arn = first["stepFunctionExecutions"][0].as_str().unwrap();
+    assert!(arn.contains(":manual-"), "{arn}");
+    let again = start_single_build::handle(&sfn, &machine, input).await.unwrap();
+    assert_eq!(again["stepFunctionExecutions"], first["stepFunctionExecutions"]);
+    let other = start_single_build::handle(&sfn, &machine, json!({"version": "4.168.2"}))
+        .await
+        .unwrap();
+    assert_ne!(other["stepFunctionExecutions"], first["stepFunctionExecutions"]);
+    assert_eq!(execution_count(&sfn, &machine).await, 2);
 }
 
 #[tokio::test]
@@ -82,7 +103,11 @@ async fn bad_input_is_a_typed_error_and_starts_nothing() {
     let sfn = Client::new(&unreachable_sdk_config().await);
     let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:hhvm-build";
     let cases = [
-        (json!({"version": "4.168.2"}), "InvalidInput", "`executionName`"),
+        (
+            json!({"executionName": "a b", "version": "4.168.2"}),
+            "InvalidInput",
+            "`executionName`",
+        ),
         (json!({"executionName": "r"}), "InvalidInput", "`version`"),
         (
             json!({"executionName": "r", "version": "4.168"}),

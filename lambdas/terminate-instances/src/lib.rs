@@ -1,40 +1,99 @@
-//! `terminate-instances`: terminates the EC2 instances listed in `instances` and adds
-//! `terminatedInstances` (those it asked EC2 to terminate). Safe to repeat: an empty list makes
-//! no AWS call, and instances that are already terminated or that EC2 no longer knows are
-//! skipped instead of failing the call.
+//! `terminate-instances`: terminates an execution's workers and adds `terminatedInstances`
+//! (those it asked EC2 to terminate).
+//!
+//! Workers are found by ownership, not by what the payload lists: every worker of the
+//! `executionName` (its `Execution` tag), so one whose launcher timed out after starting it is
+//! found too. `instances`, when given, adds instances to terminate by ID, and each must be a
+//! pipeline worker (carry a `JobKind` tag of the pipeline's job kinds) — of the `executionName`
+//! when one is given — or the whole call is refused and nothing is terminated; IAM grants no
+//! more either. Safe to repeat: instances that are already terminated or that EC2 no longer
+//! knows are skipped.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::instance::read_instance_ids;
-use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
+use pipeline_core::executions::ExecutionName;
+use pipeline_core::instance::{DescribedInstance, read_instance_ids};
+use pipeline_core::launch::EXECUTION_TAG;
+use pipeline_core::{InstanceId, Payload, PipelineError};
 use serde_json::Value;
 
-/// The instances that still need a terminate call, in the order given, without duplicates.
-pub fn instances_to_terminate(states: &[(InstanceId, InstanceState)]) -> Vec<InstanceId> {
+/// What to terminate: the `listed` instances (which must all be pipeline workers, and of
+/// `execution` when there is one; in the order given) and the execution's `owned` workers,
+/// each once, leaving out those already gone. `described` is what EC2 said of the listed ones;
+/// an ID it does not know is skipped.
+pub fn instances_to_terminate(
+    execution: Option<&ExecutionName>,
+    listed: &[InstanceId],
+    described: &[DescribedInstance],
+    owned: &[DescribedInstance],
+) -> Result<Vec<InstanceId>, PipelineError> {
+    let mut chosen: Vec<&DescribedInstance> = Vec::new();
+    for (index, id) in listed.iter().enumerate() {
+        let Some(instance) = described.iter().find(|instance| &instance.id == id) else {
+            continue;
+        };
+        if instance.job_kind().is_none() {
+            return Err(PipelineError::invalid_input(
+                format!("instances[{index}]"),
+                format!(
+                    "{id} is not a pipeline worker (it has no JobKind tag of the pipeline); nothing was terminated"
+                ),
+            ));
+        }
+        if let Some(execution) = execution
+            && instance.tag(EXECUTION_TAG) != Some(execution.as_str())
+        {
+            return Err(PipelineError::invalid_input(
+                format!("instances[{index}]"),
+                format!(
+                    "{id} is a worker of execution {:?}, not of {execution}; nothing was terminated",
+                    instance.tag(EXECUTION_TAG).unwrap_or("(none)")
+                ),
+            ));
+        }
+        chosen.push(instance);
+    }
+    chosen.extend(owned.iter().filter(|instance| instance.job_kind().is_some()));
     let mut seen = std::collections::HashSet::new();
-    states
-        .iter()
-        .filter(|(_, state)| !matches!(state.as_str(), "terminated" | InstanceState::MISSING))
-        .filter(|(id, _)| seen.insert(id.clone()))
-        .map(|(id, _)| id.clone())
-        .collect()
+    Ok(chosen
+        .into_iter()
+        .filter(|instance| !instance.is_gone())
+        .filter(|instance| seen.insert(instance.id.clone()))
+        .map(|instance| instance.id.clone())
+        .collect())
 }
 
 pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, PipelineError> {
     let mut payload = Payload::from_value(event)?;
-    let instances = read_instance_ids(&payload, "instances")?;
-    let to_terminate = if instances.is_empty() {
+    let execution = ExecutionName::optional(&payload)?;
+    let listed = match payload.get("instances") {
+        None | Some(Value::Null) if execution.is_none() => {
+            return Err(PipelineError::invalid_input(
+                "instances",
+                "missing; give the instances to terminate, or the executionName whose workers to terminate",
+            ));
+        }
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => read_instance_ids(&payload, "instances")?,
+    };
+    let described = if listed.is_empty() {
         Vec::new()
     } else {
-        instances_to_terminate(&pipeline_aws::ec2::describe_instance_states(ec2, &instances).await?)
+        pipeline_aws::ec2::describe_instances_by_id(ec2, &listed).await?
     };
+    let owned = match &execution {
+        Some(execution) => pipeline_aws::ec2::describe_execution_workers(ec2, execution).await?,
+        None => Vec::new(),
+    };
+    let to_terminate = instances_to_terminate(execution.as_ref(), &listed, &described, &owned)?;
     if !to_terminate.is_empty() {
         pipeline_aws::ec2::terminate_instances(ec2, &to_terminate).await?;
     }
     tracing::info!(
-        requested = instances.len(),
+        execution = execution.as_ref().map(ExecutionName::as_str),
+        listed = listed.len(),
+        owned = owned.len(),
         terminated = to_terminate.len(),
-        skipped = instances.len() - to_terminate.len(),
         "terminated instances"
     );
     payload.set("terminatedInstances", &to_terminate);
@@ -67,26 +126,70 @@ impl Function for TerminateInstances {
 
 #[cfg(test)]
 mod tests {
+    use pipeline_core::InstanceState;
+
     use super::*;
 
-    fn state(id: &str, name: &str) -> (InstanceId, InstanceState) {
-        (id.parse().unwrap(), InstanceState::named(name))
+    fn instance(id: &str, state: &str, job: Option<&str>) -> DescribedInstance {
+        let mut tags = vec![("Execution".to_string(), "run-1".to_string())];
+        tags.extend(job.map(|job| ("JobKind".to_string(), job.to_string())));
+        DescribedInstance {
+            id: id.parse().unwrap(),
+            state: InstanceState::named(state),
+            tags,
+            launched_at: None,
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<InstanceId> {
+        list.iter().map(|id| id.parse().unwrap()).collect()
     }
 
     #[test]
-    fn terminated_and_missing_instances_are_skipped() {
-        let states = [
-            state("i-00000001", "running"),
-            state("i-00000002", "terminated"),
-            state("i-00000003", "missing"),
-            state("i-00000004", "stopped"),
-            state("i-00000005", "shutting-down"),
-            state("i-00000001", "running"),
+    fn listed_and_owned_workers_once_each_skipping_the_gone() {
+        let described = [
+            instance("i-00000001", "running", Some("binary-package")),
+            instance("i-00000002", "terminated", Some("binary-package")),
+            instance("i-00000004", "stopped", Some("source-tarball")),
         ];
-        let ids: Vec<String> = instances_to_terminate(&states)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(ids, ["i-00000001", "i-00000004", "i-00000005"]);
+        let owned = [
+            instance("i-00000001", "running", Some("binary-package")),
+            instance("i-00000005", "shutting-down", Some("update-repositories")),
+        ];
+        let chosen = instances_to_terminate(
+            Some(&"run-1".parse().unwrap()),
+            &ids(&["i-00000001", "i-00000002", "i-00000003", "i-00000004"]),
+            &described,
+            &owned,
+        )
+        .unwrap();
+        assert_eq!(chosen, ids(&["i-00000001", "i-00000004", "i-00000005"]));
+    }
+
+    #[test]
+    fn with_an_execution_only_its_own_workers_may_be_listed() {
+        let described = [instance("i-00000001", "running", Some("binary-package"))];
+        let error = instances_to_terminate(Some(&"run-2".parse().unwrap()), &ids(&["i-00000001"]), &described, &[])
+            .unwrap_err();
+        assert!(error.to_string().contains("not of run-2"), "{error}");
+        let by_hand = instances_to_terminate(None, &ids(&["i-00000001"]), &described, &[]).unwrap();
+        assert_eq!(by_hand, ids(&["i-00000001"]));
+    }
+
+    #[test]
+    fn an_instance_the_pipeline_did_not_launch_refuses_the_whole_call() {
+        let described = [
+            instance("i-00000001", "running", Some("binary-package")),
+            instance("i-00000002", "running", None),
+            instance("i-00000003", "running", Some("someone-elses-job")),
+        ];
+        for (listed, field) in [
+            (&["i-00000001", "i-00000002"][..], "`instances[1]`"),
+            (&["i-00000003"][..], "`instances[0]`"),
+        ] {
+            let error = instances_to_terminate(None, &ids(listed), &described, &[]).unwrap_err();
+            assert_eq!(error.error_type(), "InvalidInput");
+            assert!(error.to_string().contains(field), "{error}");
+        }
     }
 }

@@ -1,7 +1,18 @@
 //! terminate-instances against a real EC2 API (moto) through the real SDK client.
 
-use pipeline_testing::{MotoServer, instance_state, launch_instances, unreachable_sdk_config};
+use pipeline_testing::{
+    MotoServer, instance_state, launch_instances, launch_workers_of, unique_name, unreachable_sdk_config,
+};
 use serde_json::json;
+
+/// Workers of some execution, as the launchers tag them.
+async fn launch_workers(ec2: &aws_sdk_ec2::Client, count: i32) -> Vec<String> {
+    launch_workers_of(ec2, count, &unique_name("other"), "binary-package").await
+}
+
+fn is_terminating(state: &str) -> bool {
+    matches!(state, "shutting-down" | "terminated")
+}
 
 async fn ec2() -> aws_sdk_ec2::Client {
     pipeline_aws::ec2_client(&MotoServer::shared().sdk_config().await)
@@ -10,7 +21,7 @@ async fn ec2() -> aws_sdk_ec2::Client {
 #[tokio::test]
 async fn running_instances_are_terminated_and_unknown_fields_pass_through() {
     let ec2 = ec2().await;
-    let ids = launch_instances(&ec2, 2).await;
+    let ids = launch_workers(&ec2, 2).await;
     let mut input: serde_json::Value =
         serde_json::from_str(r#"{"distros": ["debian-12-bookworm"], "x": {"y": [null, 3.0]}}"#).unwrap();
     input["instances"] = json!(ids);
@@ -33,7 +44,7 @@ async fn running_instances_are_terminated_and_unknown_fields_pass_through() {
 #[tokio::test]
 async fn already_terminated_and_unknown_instances_do_not_fail_it() {
     let ec2 = ec2().await;
-    let ids = launch_instances(&ec2, 2).await;
+    let ids = launch_workers(&ec2, 2).await;
     ec2.terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
     // moto reports `shutting-down` first and `terminated` on the next describe.
     let _ = instance_state(&ec2, &ids[0]).await;
@@ -51,7 +62,7 @@ async fn already_terminated_and_unknown_instances_do_not_fail_it() {
 #[tokio::test]
 async fn repeating_the_call_is_harmless() {
     let ec2 = ec2().await;
-    let ids = launch_instances(&ec2, 1).await;
+    let ids = launch_workers(&ec2, 1).await;
     let input = json!({"instances": ids});
     terminate_instances::handle(&ec2, input.clone()).await.unwrap();
     let again = terminate_instances::handle(&ec2, input).await.unwrap();
@@ -72,7 +83,7 @@ async fn empty_list_is_a_no_op() {
 #[tokio::test]
 async fn bad_instances_are_invalid_input_and_terminate_nothing() {
     let ec2 = ec2().await;
-    let ids = launch_instances(&ec2, 1).await;
+    let ids = launch_workers(&ec2, 1).await;
     let input = json!({"instances": [ids[0], "i-bad id"]});
     let error = terminate_instances::handle(&ec2, input).await.unwrap_err();
     assert_eq!(error.error_type(), "InvalidInput");
@@ -90,6 +101,56 @@ async fn bad_instances_are_invalid_input_and_terminate_nothing() {
         error.to_string().contains("field `instances`: expected an array"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_executions_workers_are_found_by_their_tag_not_by_the_payload() {
+    let ec2 = ec2().await;
+    let execution = unique_name("run");
+    let mine = launch_workers_of(&ec2, 2, &execution, "binary-package").await;
+    let others = launch_workers(&ec2, 1).await;
+    let output = terminate_instances::handle(&ec2, json!({"executionName": execution}))
+        .await
+        .unwrap();
+    let mut terminated: Vec<String> = serde_json::from_value(output["terminatedInstances"].clone()).unwrap();
+    terminated.sort();
+    let mut expected = mine.clone();
+    expected.sort();
+    assert_eq!(terminated, expected);
+    for id in &mine {
+        assert!(is_terminating(&instance_state(&ec2, id).await), "{id}");
+    }
+    let state = instance_state(&ec2, &others[0]).await;
+    assert!(
+        !is_terminating(&state),
+        "another execution's worker was left alone: {state}"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_the_pipeline_did_not_launch_is_refused_and_nothing_terminated() {
+    let ec2 = ec2().await;
+    let execution = unique_name("run");
+    let mine = launch_workers_of(&ec2, 1, &execution, "source-tarball").await;
+    let foreign = launch_instances(&ec2, 1).await;
+    let input = json!({"executionName": execution, "instances": [foreign[0]]});
+    let error = terminate_instances::handle(&ec2, input).await.unwrap_err();
+    assert_eq!(error.error_type(), "InvalidInput");
+    assert!(error.to_string().contains("not a pipeline worker"), "{error}");
+    for id in [&mine[0], &foreign[0]] {
+        let state = instance_state(&ec2, id).await;
+        assert!(!is_terminating(&state), "{id}: {state}");
+    }
+}
+
+#[tokio::test]
+async fn without_an_execution_or_a_list_nothing_is_guessed() {
+    let ec2 = pipeline_aws::ec2_client(&unreachable_sdk_config().await);
+    let error = terminate_instances::handle(&ec2, json!({"version": "4.168.2"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "InvalidInput");
+    assert!(error.to_string().contains("`instances`"), "{error}");
 }
 
 #[tokio::test]

@@ -86,6 +86,9 @@ impl Function for UpdateRepositories {
 
 #[cfg(test)]
 mod tests {
+    use pipeline_core::userdata::{MAX_USER_DATA_BYTES, compressed_user_data};
+    use pipeline_testing::workers::WorkerEnvironment;
+
     use super::*;
 
     const GENERATOR: &str = include_str!("../../../userdata/apt_repository.py");
@@ -115,6 +118,128 @@ mod tests {
             std::fs::read_to_string(dir.join("apt_repository.py")).unwrap(),
             GENERATOR
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every worker setting this job is given, each as long as it plausibly gets (secrets as
+    /// full ARNs, numbers at the most digits their patterns allow).
+    const LONGEST_SETTINGS: WorkerEnvironment = WorkerEnvironment {
+        job: JobKind::UpdateRepositories,
+        instance_profile: "arn:aws:iam::123456789012:instance-profile/hhvm-repo-builders",
+        extra: &[
+            ("AWS_REGION", "ap-southeast-3"),
+            (
+                "PACKAGING_REPO_URL",
+                "https://git-codecommit.ap-southeast-3.amazonaws.com/v1/repos/hhvm-packaging-mirror",
+            ),
+            (
+                "SIGNING_KEY_SECRET_ID",
+                "arn:aws:secretsmanager:ap-southeast-3:123456789012:secret:hhvm/package-signing-key-Xy7Qz2",
+            ),
+            ("SIGNING_KEY_ID", "0F3A1C9D2E4B6A8C7D1E2F3A4B5C6D7E8F9A0B1C"),
+            ("CLOUDFRONT_DISTRIBUTION_ID", "E2QWRUHAPOMQZL"),
+            ("REPOSITORY_LEASE_WAIT_MINUTES", "120"),
+            ("RELEASE_CACHE_SECONDS", "86400"),
+            ("BY_HASH_RETENTION_DAYS", "365"),
+        ],
+    };
+
+    /// The launch of the longest user data this function plausibly writes: every setting and
+    /// input at its plausible longest (bucket names at S3's 63 characters, the execution name
+    /// at Step Functions' 80, every distro).
+    fn longest_plan() -> LaunchPlan {
+        let config = LONGEST_SETTINGS.offline_launch_config();
+        let every_setting = pipeline_aws::launch_config::worker_settings(JobKind::UpdateRepositories);
+        assert_eq!(config.worker_settings.len(), every_setting.len());
+        let bucket = |purpose: &str| {
+            format!("hhvm-{purpose}-123456789012-ap-southeast-3-0123456789abcdefghijklmnopqr")[..63]
+                .parse()
+                .unwrap()
+        };
+        let buckets = Buckets {
+            downloads: bucket("downloads"),
+            scratch: bucket("scratch"),
+        };
+        let payload = Payload::from_value(serde_json::json!({
+            "version": "4.172.10",
+            "executionName": "release-4-172-10-rebuild-after-mirror-outage-7f3e2a91c4d5-publish-4_172_10-r2",
+            "packagingBranch": "HHVM-4.172",
+            "distros": [
+                "debian-11-bullseye", "debian-12-bookworm", "debian-13-trixie", "ubuntu-20.04-focal",
+                "ubuntu-22.04-jammy", "ubuntu-24.04-noble", "ubuntu-24.10-oracular", "ubuntu-25.04-plucky",
+            ],
+        }))
+        .unwrap();
+        plan(&payload, &buckets, &config).unwrap()
+    }
+
+    /// Runs `program` with `args` and `stdin`; its output, unless it fails the test.
+    fn run(program: &str, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    #[test]
+    fn user_data_with_the_longest_prelude_leaves_an_eighth_of_ec2s_limit() {
+        let user_data = longest_plan().user_data;
+        let compressed = compressed_user_data(&user_data).len();
+        let prelude: String = user_data
+            .split_inclusive('\n')
+            .take_while(|line| line.starts_with('#') || line.starts_with("export "))
+            .collect();
+        let whole = format!("{prelude}{LIBRARY}\n{}", SCRIPT.split_once('\n').unwrap().1);
+        println!(
+            "update-repos.sh: {} bytes, {compressed} compressed (with comment lines: {} bytes, {} compressed)",
+            user_data.len(),
+            whole.len(),
+            compressed_user_data(&whole).len()
+        );
+        // The other jobs leave three quarters of EC2's limit free; this one, the index generator
+        // being a third of it, an eighth (about 13,300 bytes without comment lines, 16,300 with).
+        assert!(
+            compressed <= MAX_USER_DATA_BYTES * 7 / 8,
+            "{compressed} bytes compressed"
+        );
+    }
+
+    #[test]
+    fn the_user_data_is_valid_bash_and_writes_the_generator_python_reads_alike() {
+        let user_data = longest_plan().user_data;
+        let dir = std::env::temp_dir().join(format!("update-repos-user-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("user-data.sh");
+        std::fs::write(&file, &user_data).unwrap();
+        run("bash", &["-n", file.to_str().unwrap()], "");
+
+        let start = user_data.find("cat >").expect("the generator's heredoc");
+        let end = user_data.find("\nAPT_REPOSITORY_PY\n").expect("its terminator") + "\nAPT_REPOSITORY_PY\n".len();
+        let heredoc = format!("set -eu\nWORKER_TOOLS={}\n{}", dir.display(), &user_data[start..end]);
+        run("bash", &["-c", &heredoc], "");
+        let written = std::fs::read_to_string(dir.join("apt_repository.py")).unwrap();
+        assert!(
+            written.len() < GENERATOR.len(),
+            "the generator's comment lines are dropped"
+        );
+        let syntax_tree = |program: &str| {
+            let dump = "import ast, sys; print(ast.dump(ast.parse(sys.stdin.read())))";
+            run("python3", &["-c", dump], program)
+        };
+        assert_eq!(syntax_tree(&written), syntax_tree(GENERATOR));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
