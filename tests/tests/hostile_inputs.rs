@@ -96,6 +96,8 @@ const UNTAGGED_INSTANCE: &str = "@untagged-instance@";
 const OTHER_EXECUTIONS_WORKER: &str = "@other-executions-worker@";
 /// A CloudFront distribution that exists but is not the configured one.
 const FOREIGN_DISTRIBUTION: &str = "@foreign-distribution@";
+/// The configured distribution (`CLOUDFRONT_DISTRIBUTION_ID`).
+const OUR_DISTRIBUTION: &str = "@our-distribution@";
 /// An execution of the pipeline's build machine.
 const SEED_EXECUTION: &str = "@seed-execution@";
 /// The source tarball worker the control run launched (for terminate-instances' control).
@@ -402,6 +404,7 @@ impl World {
             (UNTAGGED_INSTANCE, untagged),
             (OTHER_EXECUTIONS_WORKER, other_worker),
             (FOREIGN_DISTRIBUTION, foreign_distribution.clone()),
+            (OUR_DISTRIBUTION, distribution.clone()),
             (SEED_EXECUTION, seed_execution),
         ]);
         let mut world = World {
@@ -882,6 +885,46 @@ async fn run_controls(world: &mut World, handlers: &BTreeMap<&'static str, Handl
         (NOTIFY_EXECUTION_FAILURE, status_change(), Expected::AnswerAndWork),
         // The execution of the event left nothing running: nothing to end.
         (CLEAN_UP_AFTER_EXECUTION, status_change(), Expected::Answer),
+        // Operators' payloads keep working: what the original pipeline's machines and bin/
+        // scripts passed, without an executionName (a name is derived from the payload).
+        (
+            BUILD_SOURCE_TARBALL,
+            without(&source_tarball_request(), "executionName"),
+            Expected::AnswerAndWork,
+        ),
+        (
+            BUILD_BINARY_PACKAGES,
+            without(&binary_packages_request(), "executionName"),
+            Expected::AnswerAndWork,
+        ),
+        (
+            UPDATE_REPOSITORIES,
+            json!({"packagingBranch": RELEASE_BRANCH, "version": RELEASE}),
+            Expected::AnswerAndWork,
+        ),
+        (
+            PUBLISH_RELEASE_SOURCE,
+            json!({"nightly": false, "version": RELEASE}),
+            Expected::AnswerAndWork,
+        ),
+        (START_SINGLE_BUILD, json!({"version": RELEASE}), Expected::AnswerAndWork),
+        (
+            START_MULTIPLE_BUILDS,
+            json!({"versions": [RELEASE, "4.167.5"]}),
+            Expected::AnswerAndWork,
+        ),
+        (
+            PUBLISH_SINGLE_RELEASE,
+            json!({"version": RELEASE}),
+            Expected::AnswerAndWork,
+        ),
+        (INVALIDATE_METADATA, json!({}), Expected::AnswerAndWork),
+        // bin/update-directory-indices: the pages are up to date, so nothing is rewritten.
+        (
+            CREATE_S3_INDEX_HTML,
+            json!({"bucket": DOWNLOADS, "cloudfront": OUR_DISTRIBUTION}),
+            Expected::Answer,
+        ),
     ];
     let mut failures = Vec::new();
     for (function, payload, expected) in controls {
@@ -1698,6 +1741,14 @@ fn reserved_fields() -> Vec<(&'static str, Value)> {
 // Payload plumbing and reporting.
 
 /// `base` (an object) with `field` set to `value`.
+fn without(base: &Value, field: &str) -> Value {
+    let mut payload = base.clone();
+    if let Value::Object(fields) = &mut payload {
+        fields.remove(field);
+    }
+    payload
+}
+
 fn with(base: &Value, field: &str, value: Value) -> Value {
     let mut payload = base.clone();
     let Value::Object(fields) = &mut payload else {

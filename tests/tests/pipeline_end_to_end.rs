@@ -3,7 +3,9 @@
 //! published one at a time and both fetched with apt, two releases built in parallel and
 //! published one at a time, a failed build that publishes nothing and is resumed (and a failed
 //! forced rebuild that the older build does not stand in for), a repository update that dies
-//! midway and a re-run that finishes it, and bad input refused before anything starts.
+//! midway and a re-run that finishes it, bad input refused before anything starts, a run
+//! stopped by hand mid-build (outside any Catch) and a worker that never finishes, each leaving
+//! no worker and no child execution running.
 //!
 //! Each scenario starts its own stack (its worker is a task of the scenario's runtime), and the
 //! scenarios run one at a time: two stacks would compete for the CPUs and slow each other down.
@@ -775,4 +777,49 @@ async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running()
     );
     stack.stop();
     report("6 (stopped by hand)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_terminated() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut stack = start_stack().await;
+    let version = "4.168.5";
+    let hanging = "ubuntu-24.04-noble";
+    stack.hang_builds_of(hanging, version).expect("set the hang knob");
+
+    // Enough polls for the source tarball and the other distro, not for a worker that never
+    // finishes: the loop gives up at pollLimit and the Catch path cleans up.
+    let mut input = polling(json!({"version": version, "distros": DISTROS}));
+    input["pollLimit"] = json!(30);
+    let (outcome, _) = run(&stack, "hhvm-build", "out-of-polls", input).await;
+    assert_eq!(
+        (outcome.status.as_str(), outcome.error.as_deref()),
+        ("FAILED", Some("PollLimitReached")),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .contains("builds: still not finished after 30 polls"),
+        "{outcome:?}"
+    );
+    let hung: Vec<String> = binary_package_workers(&stack)
+        .await
+        .into_iter()
+        .filter(|(_, distro)| distro == hanging)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(hung.len(), 1, "the {hanging} worker was launched once");
+    wait_until_nothing_runs(&stack, Duration::from_secs(120)).await;
+    // Its instance terminated, the local worker shut its script down, as EC2 would.
+    let runs = stack
+        .wait_for_workers(&hung, Duration::from_secs(60))
+        .await
+        .expect("the hanging worker's script ends once its instance is terminated");
+    assert_ne!(runs[0].exit_code, Some(0), "a killed worker does not report success");
+    stack.stop();
+    report("7 (a worker that never finishes)", started);
 }

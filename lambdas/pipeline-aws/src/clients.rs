@@ -37,3 +37,19 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 pub fn ec2_client(config: &SdkConfig) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_call_the_functions_make_is_bounded() {
+        let config = load_sdk_config().await;
+        let timeouts = config
+            .timeout_config()
+            .expect("the functions' SDK configuration has time-outs");
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(25)));
+    }
+}
