@@ -36,6 +36,20 @@ impl MotoServer {
         })
     }
 
+    /// A second plain `moto_server` of this process, with Step Functions executing the machines'
+    /// ASL (execute mode, which must be on before the first state machine is created; the shared
+    /// server's tests expect executions that stay where they were started).
+    pub fn shared_executing() -> &'static MotoServer {
+        static SERVER: OnceLock<MotoServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let log = std::env::temp_dir().join(format!("moto-server-executing-{}.log", std::process::id()));
+            let server = MotoServer::start("moto_server (execute mode)", Command::new(moto_executable()), &log)
+                .unwrap_or_else(|e| panic!("{e}"));
+            server.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
+            server
+        })
+    }
+
     /// Starts `command` (a `moto_server`-compatible command line, without host and port) on a
     /// free port with its output in `log`, and waits until it answers. The error names the
     /// server and quotes the end of its log.

@@ -1,5 +1,7 @@
 //! start-single-build against moto's Step Functions through the real SDK client.
 
+mod finished_children;
+
 use aws_sdk_sfn::Client;
 use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, execution_count, execution_input, sfn_client};
 use pipeline_testing::unreachable_sdk_config;

@@ -1,5 +1,7 @@
 //! invalidate-repository-metadata-on-cloudfront against moto's CloudFront through the real SDK.
 
+mod conflicts;
+
 use aws_sdk_cloudfront::Client;
 use invalidate_repository_metadata_on_cloudfront::{Config, REPOSITORY_METADATA_PATHS, handle};
 use pipeline_testing::cloudfront::{cloudfront_client, create_distribution, invalidations};

@@ -1,5 +1,7 @@
 //! have-source-tarball against a real S3 API (moto) through the real SDK client.
 
+mod errors;
+
 use aws_sdk_s3::primitives::ByteStream;
 use have_source_tarball::Config;
 use pipeline_testing::{MotoServer, create_bucket, unreachable_sdk_config};

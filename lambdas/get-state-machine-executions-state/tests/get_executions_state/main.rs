@@ -1,6 +1,8 @@
 //! get-state-machine-executions-state against moto's Step Functions (executions stay RUNNING
 //! until stopped, as moto does without execute mode).
 
+mod failed_child_execution;
+
 use aws_sdk_sfn::Client;
 use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, sfn_client, start_execution};
 use pipeline_testing::unreachable_sdk_config;

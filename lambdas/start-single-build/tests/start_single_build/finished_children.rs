@@ -1,6 +1,5 @@
-//! Children that really finish, run by moto's state-machine engine (execute mode). Its own test
-//! file, so its own process and moto server: execute mode must be on before any state machine
-//! is created.
+//! Children that really finish, run by moto's state-machine engine (execute mode), on
+//! this process's executing server: the shared one keeps executions where they were started.
 
 use aws_sdk_sfn::Client;
 use pipeline_testing::MotoServer;
@@ -8,8 +7,7 @@ use pipeline_testing::sfn::{FAIL_ONLY, PASS_ONLY, create_state_machine, executio
 use serde_json::{Value, json};
 
 async fn sfn() -> Client {
-    let server = MotoServer::shared();
-    server.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
+    let server = MotoServer::shared_executing();
     Client::new(&server.sdk_config().await)
 }
 

@@ -1,5 +1,7 @@
 //! get-instances-state against a real EC2 API (moto) through the real SDK client.
 
+mod pages;
+
 use pipeline_testing::{MotoServer, launch_instances, unreachable_sdk_config};
 use serde_json::{Value, json};
 

@@ -1,6 +1,5 @@
-//! A child that really fails, run by moto's state-machine engine (execute mode). Its own test
-//! file, so its own process and moto server: execute mode must be on before any state machine
-//! is created.
+//! A child that really fails, run by moto's state-machine engine (execute mode), on
+//! this process's executing server: the shared one keeps executions where they were started.
 
 use aws_sdk_sfn::Client;
 use pipeline_testing::MotoServer;
@@ -22,8 +21,7 @@ async fn start(sfn: &Client, definition: &str) -> String {
 
 #[tokio::test]
 async fn a_failed_child_is_reported_with_its_error_and_cause() {
-    let server = MotoServer::shared();
-    server.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
+    let server = MotoServer::shared_executing();
     let sfn = Client::new(&server.sdk_config().await);
     let failing = start(&sfn, FAILING_BUILD).await;
     let succeeding = start(&sfn, PASS_ONLY).await;
