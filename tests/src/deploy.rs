@@ -13,7 +13,7 @@
 //! let root = std::path::Path::new(".");
 //! let moto = start_moto(root, "target/moto.log".as_ref(), &[])?;
 //! moto.enable_execute_mode()?; // before any state machine exists
-//! let stack = deploy_template(&moto.endpoint(), root, "infra/template.yaml".as_ref(), &[], "target/deploy".as_ref()).await?;
+//! let stack = deploy_template(&moto.endpoint(), root, "infra/template.yaml".as_ref(), &[], &Default::default(), "target/deploy".as_ref()).await?;
 //! println!("{:?}", stack.state_machines);
 //! # Ok(()) }
 //! ```
@@ -174,17 +174,80 @@ pub fn translate_template(root: &Path, template: &Path, output: &Path) -> Result
 
 /// Translates the SAM template `template` (into `work_dir/template.json`) and deploys it into
 /// the moto at `endpoint` as stack `STACK_NAME` with `parameters`: see `deploy_cloudformation`.
+/// `time_limits` shortens machines' `TimeoutSeconds` (`shorten_time_limits`); normally empty.
 pub async fn deploy_template(
     endpoint: &str,
     root: &Path,
     template: &Path,
     parameters: &[(String, String)],
+    time_limits: &BTreeMap<String, u64>,
     work_dir: &Path,
 ) -> Result<DeployedStack, StackError> {
     std::fs::create_dir_all(work_dir).context(format!("create {}", work_dir.display()))?;
     let translated = work_dir.join("template.json");
     translate_template(root, template, &translated)?;
+    shorten_time_limits(&translated, time_limits)?;
     deploy_cloudformation(endpoint, root, &translated, parameters, work_dir).await
+}
+
+/// Fault injection: sets the `TimeoutSeconds` of each named machine (`hhvm-build`, …) in the
+/// translated `template` to the given seconds, so an execution times out within a test. Every
+/// name must be a state machine of the template whose definition states a `TimeoutSeconds`.
+pub fn shorten_time_limits(template: &Path, time_limits: &BTreeMap<String, u64>) -> Result<(), StackError> {
+    if time_limits.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(template).context(format!("read {}", template.display()))?;
+    let mut document: Value =
+        serde_json::from_str(&text).context(format!("{} is not CloudFormation JSON", template.display()))?;
+    let resources = document["Resources"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|r| r.values_mut());
+    let mut shortened = Vec::new();
+    for resource in resources.filter(|r| r["Type"] == "AWS::StepFunctions::StateMachine") {
+        // `${NamePrefix}hhvm-build`: the machine's name without the stack's prefix.
+        let named = &resource["Properties"]["StateMachineName"];
+        let Some(name) = named
+            .as_str()
+            .or_else(|| named["Fn::Sub"].as_str())
+            .map(|name| name.replace("${NamePrefix}", ""))
+        else {
+            continue;
+        };
+        let Some(seconds) = time_limits.get(&name) else {
+            continue;
+        };
+        // The translation writes the definition as `Fn::Join` of its lines; the machine's own
+        // limit is the one line at the top level's indentation.
+        let lines = resource["Properties"]["DefinitionString"]["Fn::Join"][1]
+            .as_array_mut()
+            .ok_or_else(|| {
+                StackError(format!(
+                    "{name}: the definition is not the translation's Fn::Join of lines"
+                ))
+            })?;
+        let limits: Vec<&mut Value> = lines
+            .iter_mut()
+            .filter(|line| line.as_str().is_some_and(|l| l.starts_with("    \"TimeoutSeconds\": ")))
+            .collect();
+        let [line] = <[&mut Value; 1]>::try_from(limits)
+            .map_err(|found| StackError(format!("{name}: {} top-level TimeoutSeconds lines", found.len())))?;
+        // The last member of the definition has no comma after it: keep whatever follows.
+        let text = line.as_str().unwrap_or_default();
+        let rest = text
+            .trim_start_matches("    \"TimeoutSeconds\": ")
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        *line = Value::String(format!("    \"TimeoutSeconds\": {seconds}{rest}"));
+        shortened.push(name);
+    }
+    if let Some(missing) = time_limits.keys().find(|name| !shortened.contains(name)) {
+        return Err(StackError(format!(
+            "no state machine {missing} in {}",
+            template.display()
+        )));
+    }
+    std::fs::write(template, document.to_string()).context(format!("write {}", template.display()))
 }
 
 /// Deploys the plain CloudFormation JSON `template` into the moto at `endpoint` as stack

@@ -33,6 +33,9 @@ pub struct Options {
     pub verbose: bool,
     /// Build the workspace's binaries first (the functions run from `target/debug/`).
     pub build: bool,
+    /// Fault injection: machines deployed with a shorter `TimeoutSeconds` (name → seconds), so
+    /// that an execution times out within a test. Empty: the definitions' own limits.
+    pub time_limits: BTreeMap<String, u64>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(500),
             verbose: true,
             build: true,
+            time_limits: BTreeMap::new(),
         }
     }
 }
@@ -204,6 +208,7 @@ impl LocalStack {
             &root,
             &root.join("infra/template.yaml"),
             &parameters,
+            &options.time_limits,
             &run_dir.join("deploy"),
         )
         .await?;
@@ -483,6 +488,15 @@ impl LocalStack {
             .failing_builds_dir
             .join(format!("{version}_{distro}.hang"));
         std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
+    /// Makes the next `count` invocations of `function` fail with `Sandbox.Timedout` after they
+    /// have done their work, as a function that ran out of time before answering: a launcher
+    /// that timed out after launching.
+    pub fn lose_answers_of(&self, function: &str, count: u32) {
+        if let Some(service) = &self.lambdas {
+            service.lose_answers_of(function, count);
+        }
     }
 
     /// Makes every later repository update of `version` die after its pool upload: the local

@@ -574,9 +574,16 @@ async fn the_pipeline_template_deploys_every_function_with_its_environment() {
         .iter()
         .any(|(name, value)| name == "WorkerKeyName" && value.is_empty());
 
-    let stack = deploy::deploy_template(moto.endpoint(), &root, &template, &parameters, &dir)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stack = deploy::deploy_template(
+        moto.endpoint(),
+        &root,
+        &template,
+        &parameters,
+        &Default::default(),
+        &dir,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // Resources a variable may name, by the kind of variable.
     let physical =

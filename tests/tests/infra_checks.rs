@@ -637,7 +637,13 @@ const CHILD_POLL_FUNCTION: &str = "${GetStateMachineExecutionsStateFunctionArn}"
 const NEVER_RETRIED: [&str; 4] = ["AwsRequestRefused", "InvalidInput", "InvalidVersion", "States.ALL"];
 
 /// Errors of a Lambda that timed out or crashed: every task is idempotent, so they are retried.
-const LAMBDA_CRASH_ERRORS: [&str; 2] = ["Lambda.Unknown", "Lambda.ClientExecutionTimeoutException"];
+/// A function's time-out reaches Step Functions as `Lambda.Unknown` (no `errorType` in the
+/// answer) or as the runtime's `Sandbox.Timedout`.
+const LAMBDA_CRASH_ERRORS: [&str; 3] = [
+    "Lambda.Unknown",
+    "Lambda.ClientExecutionTimeoutException",
+    "Sandbox.Timedout",
+];
 
 /// A Standard execution's history quota.
 const HISTORY_EVENT_LIMIT: u64 = 25_000;

@@ -473,6 +473,45 @@ time.sleep(600)
 }
 
 #[tokio::test]
+async fn a_lost_answer_fails_as_a_time_out_after_the_work_was_done() {
+    let test = "lost-answer";
+    let record = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lambda-service-{test}-events"));
+    let _ = std::fs::remove_file(&record);
+    // Appends each event it takes to a file (its side effect), then answers.
+    let script = format!(
+        r#"{PYTHON_PRELUDE}while True:
+    with urllib.request.urlopen(f"http://{{api}}/2018-06-01/runtime/invocation/next") as next:
+        request_id = next.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = next.read()
+    with open({record:?}, "ab") as handled:
+        handled.write(event + b"\n")
+    urllib.request.urlopen(urllib.request.Request(
+        f"http://{{api}}/2018-06-01/runtime/invocation/{{request_id}}/response", data=b'{{"done": true}}', method="POST")).read()
+"#,
+        record = record.display().to_string()
+    );
+    let service = start(test, vec![script_function(test, "launcher", &script)], unused_port())
+        .await
+        .expect("the script asks for an event");
+    let first = service.process_id("launcher").expect("a running process");
+    service.lose_answers_of("launcher", 1);
+
+    let answer = invoke(&service, "launcher", &json!({"attempt": 1})).await;
+    let message = assert_function_error(&answer, "Sandbox.Timedout");
+    assert!(message.contains("Task timed out after"), "{message}");
+    let handled = std::fs::read_to_string(&record).expect("the first event was handled");
+    assert_eq!(handled.lines().count(), 1, "the work was done: {handled}");
+    wait_until_replaced(&service, "launcher", first).await;
+
+    // Only the one answer was lost: the next invocation, on a new process, is answered.
+    let answer = invoke(&service, "launcher", &json!({"attempt": 2})).await;
+    assert_succeeded(&answer);
+    assert_eq!(answer.json(), json!({"done": true}));
+    let handled = std::fs::read_to_string(&record).expect("the record");
+    assert_eq!(handled.lines().count(), 2, "{handled}");
+}
+
+#[tokio::test]
 async fn an_unknown_function_answers_404_resource_not_found() {
     let service = start("unknown-function", vec![shift_version()], unused_port())
         .await

@@ -823,3 +823,99 @@ async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_term
     stack.stop();
     report("7 (a worker that never finishes)", started);
 }
+
+/// The build loop's states: where a build that outlives its machine's time limit is.
+const BUILD_LOOP_STATES: [&str; 4] = [
+    "Wait For Builds",
+    "Fetch Build Instance States",
+    "Builds Finished?",
+    "Count Poll For Builds",
+];
+
+/// The state the execution was in when it ended: the last one entered.
+async fn last_state_entered(stack: &LocalStack, arn: &str) -> Option<String> {
+    let mut pages = stack
+        .sfn()
+        .get_execution_history()
+        .execution_arn(arn)
+        .into_paginator()
+        .send();
+    let mut last = None;
+    while let Some(page) = pages.next().await {
+        let page = page.expect("a page of the execution's history");
+        if let Some(entered) = page
+            .events()
+            .iter()
+            .rev()
+            .find_map(|event| event.state_entered_event_details())
+        {
+            last = Some(entered.name().to_string());
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launcher_that_times_out_after_launching_and_a_run_past_its_time_limit_leave_nothing_running() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    // Long enough for the source tarball and the builds to start on a loaded machine, far
+    // shorter than a worker that never finishes.
+    let time_limit = 75;
+    let options = Options {
+        time_limits: [("hhvm-build".to_string(), time_limit)].into(),
+        ..Options::default()
+    };
+    let mut stack = LocalStack::start(options)
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let version = "4.168.6";
+    let hanging = "ubuntu-24.04-noble";
+    stack.hang_builds_of(hanging, version).expect("set the hang knob");
+    // "Start Builds" launches both workers, then its answer is lost as if it had run out of
+    // time: the retry must find those workers, not launch two more.
+    stack.lose_answers_of("hhvm-build-binary-packages", 1);
+
+    let input = polling(json!({"version": version, "distros": DISTROS}));
+    let (outcome, _) = run(&stack, "hhvm-build", "timed-out", input).await;
+    assert_eq!(outcome.status.as_str(), "TIMED_OUT", "{outcome:?}");
+    let last = last_state_entered(&stack, &outcome.arn).await;
+    assert!(
+        last.as_deref().is_some_and(|state| BUILD_LOOP_STATES.contains(&state)),
+        "timed out waiting for the builds, not in {last:?}"
+    );
+    let service_log = std::fs::read_to_string(stack.run_dir().join("lambdas/lambda-service.log")).unwrap_or_default();
+    assert!(
+        service_log
+            .lines()
+            .any(|line| line.contains(" hhvm-build-binary-packages ") && line.ends_with("error Sandbox.Timedout")),
+        "the launcher's first answer was lost:\n{service_log}"
+    );
+    let workers = binary_package_workers(&stack).await;
+    let mut distros: Vec<&str> = workers.values().map(String::as_str).collect();
+    distros.sort();
+    assert_eq!(
+        distros, DISTROS,
+        "one worker per distro, the retry launched none: {workers:?}"
+    );
+
+    // Outside any Catch: the execution-end handler terminates the workers.
+    wait_until_nothing_runs(&stack, Duration::from_secs(120)).await;
+    let events = std::fs::read_to_string(stack.run_dir().join("events.log")).unwrap_or_default();
+    assert!(
+        events.contains("TIMED_OUT") && events.contains("hhvm-clean-up-after-execution"),
+        "the end was delivered to the cleanup:\n{events}"
+    );
+    let hung: Vec<String> = workers
+        .into_iter()
+        .filter(|(_, distro)| distro == hanging)
+        .map(|(id, _)| id)
+        .collect();
+    let runs = stack
+        .wait_for_workers(&hung, Duration::from_secs(60))
+        .await
+        .expect("the hanging worker's script ends once its instance is terminated");
+    assert_ne!(runs[0].exit_code, Some(0), "a killed worker does not report success");
+    stack.stop();
+    report("8 (a launcher that times out, a run past its time limit)", started);
+}

@@ -31,6 +31,9 @@ pub(super) struct Shared {
     pub invocation_timeout: Duration,
     /// The process ID of each function's current process.
     pub pids: Mutex<HashMap<String, u32>>,
+    /// Fault injection: how many of a function's next answers are lost, each invocation then
+    /// failing as one that ran out of time after doing its work.
+    pub answers_to_lose: Mutex<HashMap<String, u32>>,
 }
 
 struct InFlight {
@@ -190,8 +193,46 @@ impl Function {
         else {
             return RuntimeReply::UnknownRequest;
         };
-        self.finish(flight.invocation, outcome);
+        if self.lose_answer() {
+            self.time_out(flight);
+        } else {
+            self.finish(flight.invocation, outcome);
+        }
         RuntimeReply::Accepted
+    }
+
+    /// Whether this answer is one of those `answers_to_lose` asks to lose (counting it).
+    fn lose_answer(&self) -> bool {
+        let mut answers = self
+            .shared
+            .answers_to_lose
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match answers.get_mut(&self.spec.name) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Fails `flight` as Lambda fails an invocation that ran out of time, and ends its
+    /// execution environment as Lambda does.
+    fn time_out(&mut self, flight: InFlight) {
+        let message = format!(
+            "RequestId: {} Error: Task timed out after {:.2} seconds",
+            flight.invocation.request_id,
+            self.shared.invocation_timeout.as_secs_f64()
+        );
+        self.finish(
+            flight.invocation,
+            Outcome::Failure(ErrorDocument::new("Sandbox.Timedout", message).into()),
+        );
+        self.retire();
+        if !self.queue.is_empty() {
+            self.start_instance();
+        }
     }
 
     fn init_error(&mut self, error: FunctionError) -> RuntimeReply {
@@ -315,20 +356,7 @@ impl Function {
         self.check_exit();
         let now = Instant::now();
         if let Some(flight) = self.in_flight.take_if(|flight| flight.deadline <= now) {
-            let message = format!(
-                "RequestId: {} Error: Task timed out after {:.2} seconds",
-                flight.invocation.request_id,
-                self.shared.invocation_timeout.as_secs_f64()
-            );
-            self.finish(
-                flight.invocation,
-                Outcome::Failure(ErrorDocument::new("Sandbox.Timedout", message).into()),
-            );
-            // Lambda ends an execution environment whose invocation timed out.
-            self.retire();
-            if !self.queue.is_empty() {
-                self.start_instance();
-            }
+            self.time_out(flight);
         } else if self.deadline().is_some_and(|deadline| deadline <= now) {
             let seconds = self.shared.init_timeout.as_secs();
             self.retire();

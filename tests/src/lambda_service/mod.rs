@@ -121,6 +121,7 @@ impl LambdaService {
             init_timeout: config.init_timeout,
             invocation_timeout: config.invocation_timeout,
             pids: Mutex::new(HashMap::new()),
+            answers_to_lose: Mutex::new(HashMap::new()),
         });
 
         let (ready, started) = oneshot::channel();
@@ -170,6 +171,19 @@ impl LambdaService {
     pub fn process_id(&self, function: &str) -> Option<u32> {
         let pids = self.shared.pids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pids.get(function).copied()
+    }
+
+    /// Fault injection: the next `count` invocations of `function` run to their end, and then
+    /// fail with `Sandbox.Timedout` as if the function had run out of time before answering
+    /// (its process is replaced, as Lambda replaces a timed-out execution environment). What
+    /// the function did (an instance launched, an object written) stays done.
+    pub fn lose_answers_of(&self, function: &str, count: u32) {
+        let mut answers = self
+            .shared
+            .answers_to_lose
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        answers.insert(function.to_string(), count);
     }
 
     /// Where `function`'s processes write their output.
