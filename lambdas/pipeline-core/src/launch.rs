@@ -88,20 +88,30 @@ impl WorkerRequest {
     }
 }
 
-/// The key that makes a launch idempotent: the same execution, job, version and distro always
-/// give the same key, and any difference gives another. A hand invocation's execution is the
-/// name derived from its payload, so repeating it finds its worker and another request does
-/// not.
+/// The key that makes a launch idempotent: the same request — execution, job, version, distro
+/// and user data, which holds everything else the worker was asked (distros, branch, buckets) —
+/// always gives the same key, and any difference gives another. So a retry finds its worker,
+/// and a worker is never handed to a request it was not launched for (another `distros`, say,
+/// under the same execution). A hand invocation's execution is the name derived from its
+/// payload.
 ///
 /// 32 hex digits of SHA-256: within EC2's 64-character `ClientToken` limit and a tag value.
-pub fn idempotency_key(execution: &ExecutionName, job: JobKind, version: &Version, distro: Option<&Distro>) -> String {
+pub fn idempotency_key(
+    execution: &ExecutionName,
+    job: JobKind,
+    version: &Version,
+    distro: Option<&Distro>,
+    user_data: &str,
+) -> String {
     let mut hasher = Sha256::new();
-    // Fields are separated by a byte none of them can contain, so ("a","bc") ≠ ("ab","c").
+    // Fields are separated by a byte none of them can contain, so ("a","bc") ≠ ("ab","c"); the
+    // user data comes last, so whatever it holds cannot shift the others.
     for part in [
         execution.as_str(),
         job.as_str(),
         &version.to_string(),
         distro.map_or("", Distro::as_str),
+        user_data,
     ] {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
@@ -176,7 +186,7 @@ impl LaunchPlan {
         user_data: String,
         settings: InstanceSettings,
     ) -> LaunchPlan {
-        let idempotency_key = idempotency_key(&execution, job, &version, distro.as_ref());
+        let idempotency_key = idempotency_key(&execution, job, &version, distro.as_ref(), &user_data);
         LaunchPlan {
             job,
             version,
@@ -249,38 +259,53 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_and_differs_by_every_part() {
         let bookworm = distro("debian-12-bookworm");
-        let key = idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), Some(&bookworm));
-        assert_eq!(key.len(), 32);
-        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        let key = |execution_name: &str, job, version: &Version, distro: Option<&Distro>, user_data: &str| {
+            idempotency_key(&execution(execution_name), job, version, distro, user_data)
+        };
+        let user_data = "#!/bin/bash\nexport DISTROS='debian-12-bookworm'\n";
+        let first = key("run-1", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data);
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(
-            key,
-            idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), Some(&bookworm))
+            first,
+            key("run-1", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data)
         );
         let others = [
-            idempotency_key(&execution("run-2"), JobKind::BinaryPackage, &version(), Some(&bookworm)),
-            idempotency_key(
-                &execution("manual-1"),
+            key("run-2", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data),
+            key(
+                "manual-1",
                 JobKind::BinaryPackage,
                 &version(),
                 Some(&bookworm),
+                user_data,
             ),
-            idempotency_key(&execution("run-1"), JobKind::SourceTarball, &version(), Some(&bookworm)),
-            idempotency_key(
-                &execution("run-1"),
+            key("run-1", JobKind::SourceTarball, &version(), Some(&bookworm), user_data),
+            key(
+                "run-1",
                 JobKind::BinaryPackage,
                 &"4.168.3".parse().unwrap(),
                 Some(&bookworm),
+                user_data,
             ),
-            idempotency_key(
-                &execution("run-1"),
+            key(
+                "run-1",
                 JobKind::BinaryPackage,
                 &version(),
                 Some(&distro("ubuntu-24.04-noble")),
+                user_data,
             ),
-            idempotency_key(&execution("run-1"), JobKind::BinaryPackage, &version(), None),
+            key("run-1", JobKind::BinaryPackage, &version(), None, user_data),
+            // Another request under the same execution: another distro limit.
+            key(
+                "run-1",
+                JobKind::BinaryPackage,
+                &version(),
+                Some(&bookworm),
+                "#!/bin/bash\nexport DISTROS='debian-12-bookworm ubuntu-24.04-noble'\n",
+            ),
         ];
         for other in &others {
-            assert_ne!(&key, other);
+            assert_ne!(&first, other);
         }
     }
 

@@ -60,6 +60,32 @@ async fn retry_with_same_input_launches_nothing_new() {
 }
 
 #[tokio::test]
+async fn a_running_worker_is_handed_only_to_the_request_it_was_launched_for() {
+    let deps = ENVIRONMENT.moto_single_worker_deps().await;
+    let execution = unique_name("exec");
+    let instances = |output: &Value| output["instances"].clone();
+    let all_distros = handle(&deps, release_request(&execution, json!({}))).await.unwrap();
+    // The same execution asking for one distro only: that worker would publish every distro.
+    let one_distro = handle(
+        &deps,
+        release_request(&execution, json!({"distros": ["debian-12-bookworm"]})),
+    )
+    .await
+    .unwrap();
+    assert_ne!(instances(&one_distro), instances(&all_distros));
+    // Each request, repeated, finds its own worker again.
+    let again = handle(&deps, release_request(&execution, json!({}))).await.unwrap();
+    assert_eq!(instances(&again), instances(&all_distros));
+    let again = handle(
+        &deps,
+        release_request(&execution, json!({"distros": ["debian-12-bookworm"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(instances(&again), instances(&one_distro));
+}
+
+#[tokio::test]
 async fn bad_input_makes_no_aws_call_and_names_the_field() {
     let deps = ENVIRONMENT.unreachable_single_worker_deps().await;
     assert_each_rejected(&bad_worker_request_fields(), &input("e"), async |request| {
