@@ -19,7 +19,10 @@
 //! the work really happened: it fails with `BuildFailed` / `PublishFailed`, naming every
 //! artifact short of that (with its log), instead of returning the report. With `builds` (what
 //! `hhvm-build-binary-packages` started), a distro counts as built only by the marker its
-//! worker wrote: an older marker never stands in for a rebuild that failed.
+//! worker wrote: an older marker never stands in for a rebuild that failed. With
+//! `buildExecutionStates` and `executionName` (`hhvm-build-and-publish-multi`'s check), a version
+//! whose child build's latest attempt did not succeed fails the check before any marker is
+//! read, for the same reason.
 
 pub mod repository;
 
@@ -29,6 +32,9 @@ use pipeline_aws::config::Source;
 use pipeline_aws::s3::ObjectSummary;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
+use pipeline_core::executions::{
+    ChildOutcome, ChildRole, ExecutionName, latest_child_outcome, read_build_execution_states,
+};
 use pipeline_core::launch::{DistroBuild, read_builds};
 use pipeline_core::layout::{JobKind, REPOSITORY_KEYRING_KEY, log_key, log_prefix, marker_key};
 use pipeline_core::s3::Buckets;
@@ -380,6 +386,9 @@ pub struct Request {
     pub require: Option<Requirement>,
     /// The workers this build started (`builds` of hhvm-build-binary-packages).
     pub builds: Vec<DistroBuild>,
+    /// How this version's child build ended, when the run that started it says
+    /// (`buildExecutionStates`).
+    pub build_execution: Option<ChildOutcome>,
 }
 
 impl Request {
@@ -392,10 +401,7 @@ impl Request {
 }
 
 pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, PipelineError> {
-    let version = match payload.optional_nonempty_str("version")? {
-        Some(text) => text.parse::<Version>().map_err(|e| e.in_field("version"))?,
-        None => today,
-    };
+    let version = Version::read_optional(payload)?.unwrap_or(today);
     let packaging_branch = match payload.optional_nonempty_str("packagingBranch")? {
         Some(text) => text.parse()?,
         None => version.default_packaging_branch(),
@@ -413,12 +419,31 @@ pub fn parse_request(payload: &Payload, today: Version) -> Result<Request, Pipel
         }
     };
     let builds = read_builds(payload)?.unwrap_or_default();
+    let build_execution = match (read_build_execution_states(payload)?, ExecutionName::optional(payload)?) {
+        (Some(states), Some(parent)) => latest_child_outcome(&states, &parent, ChildRole::Build, &version),
+        _ => None,
+    };
     Ok(Request {
         version,
         packaging_branch,
         distros,
         require,
         builds,
+        build_execution,
+    })
+}
+
+/// The error for a required version whose child build did not succeed: markers of an earlier
+/// build must not stand in for it.
+pub fn unsuccessful_build(request: &Request) -> Option<PipelineError> {
+    request.require?;
+    let build = request.build_execution.as_ref()?;
+    (build.status != "SUCCEEDED").then(|| PipelineError::BuildFailed {
+        version: request.version.to_string(),
+        details: format!(
+            "its build execution {} ended {}; packages of an earlier build do not stand in for it",
+            build.name, build.status
+        ),
     })
 }
 
@@ -716,6 +741,10 @@ pub async fn handle_on(
 ) -> Result<Value, PipelineError> {
     let payload = Payload::from_value(event)?;
     let request = parse_request(&payload, today)?;
+    if let Some(error) = unsuccessful_build(&request) {
+        tracing::warn!(version = %request.version, "{error}");
+        return Err(error);
+    }
     let distros = match request.distros.clone() {
         Some(distros) => distros,
         None => {
@@ -932,6 +961,39 @@ mod tests {
         );
         let empty = classify_distro(Some(Ok((marker(&[]), vec![]))), Ok(()), None);
         assert_eq!(empty.status, Status::BuiltNotPublished);
+    }
+
+    #[test]
+    fn a_required_version_whose_build_execution_did_not_succeed_fails_whatever_the_markers() {
+        let arn = |name: &str| format!("arn:aws:states:us-east-1:123456789012:execution:hhvm-build:{name}");
+        let request = |require: Option<&str>, status: &str| {
+            let mut payload = json!({
+                "version": "4.168.2",
+                "executionName": "multi-1",
+                "buildExecutionStates": {
+                    arn("multi-1-build-4_168_2"): "FAILED",
+                    arn("multi-1-build-4_168_2-r2"): status,
+                    arn("multi-1-build-4_167_5"): "SUCCEEDED",
+                },
+            });
+            if let Some(require) = require {
+                payload["require"] = json!(require);
+            }
+            parse_request(&Payload::from_value(payload).unwrap(), version("2026.11.21")).unwrap()
+        };
+        let error = unsuccessful_build(&request(Some("built"), "TIMED_OUT")).unwrap();
+        assert_eq!(error.error_type(), "BuildFailed");
+        assert!(
+            error.to_string().contains("multi-1-build-4_168_2-r2 ended TIMED_OUT"),
+            "{error}"
+        );
+        // The latest attempt succeeded: the markers decide, as without the states.
+        assert!(unsuccessful_build(&request(Some("built"), "SUCCEEDED")).is_none());
+        // A status report (no requirement) reports; it does not fail.
+        assert!(unsuccessful_build(&request(None, "FAILED")).is_none());
+        let bad = json!({"version": "4.168.2", "buildExecutionStates": ["FAILED"]});
+        let error = parse_request(&Payload::from_value(bad).unwrap(), version("2026.11.21")).unwrap_err();
+        assert!(error.to_string().contains("buildExecutionStates"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! exactly what the child needs, the packaging branch and distros included (the original
 //! publish step dropped them).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -151,6 +152,57 @@ pub fn attempt_name(first: &str, attempt: u32) -> String {
     } else {
         format!("{first}-r{attempt}")
     }
+}
+
+/// The attempt a child execution's name is of (`attempt_name`): 1 for `first` itself, N for
+/// `<first>-rN`; `None` for any other name.
+pub fn attempt_of(first: &str, name: &str) -> Option<u32> {
+    if name == first {
+        return Some(1);
+    }
+    name.strip_prefix(first)?
+        .strip_prefix("-r")?
+        .parse::<u32>()
+        .ok()
+        .filter(|attempt| *attempt >= 2)
+}
+
+/// `buildExecutionStates` (execution ARN → status): how the child builds of a
+/// `hhvm-build-and-publish-multi` run ended, set aside by the machine before its publishes
+/// replace `stepFunctionExecutionStates`.
+pub fn read_build_execution_states(payload: &Payload) -> Result<Option<BTreeMap<String, String>>, PipelineError> {
+    payload.optional("buildExecutionStates", "an object of execution ARNs to statuses")
+}
+
+/// A child execution and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildOutcome {
+    pub name: String,
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, `RUNNING`, …
+    pub status: String,
+}
+
+/// The latest attempt, among `states` (execution ARN → status), of the child `parent` started
+/// in `role` for `version`; `None` when `states` holds none of its attempts.
+pub fn latest_child_outcome(
+    states: &BTreeMap<String, String>,
+    parent: &ExecutionName,
+    role: ChildRole,
+    version: &Version,
+) -> Option<ChildOutcome> {
+    let first = child_execution_name(parent, role, version);
+    states
+        .iter()
+        .filter_map(|(arn, status)| {
+            // `arn:aws:states:<region>:<account>:execution:<machine>:<name>`; names hold no `:`.
+            let name = arn.rsplit(':').next()?;
+            Some((attempt_of(&first, name)?, name, status))
+        })
+        .max_by_key(|(attempt, ..)| *attempt)
+        .map(|(_, name, status)| ChildOutcome {
+            name: name.to_string(),
+            status: status.clone(),
+        })
 }
 
 /// FNV-1a: a hash that is the same in every process and every Rust release (std's hasher
@@ -436,5 +488,41 @@ mod tests {
             assert_eq!(error.error_type(), "InvalidInput", "{input}");
             assert!(error.to_string().contains(field), "{input}: {error}");
         }
+    }
+
+    #[test]
+    fn the_latest_attempt_of_a_versions_child_build_decides() {
+        let parent = name("release-2");
+        let arn = |child: &str| format!("arn:aws:states:us-east-1:123456789012:execution:hhvm-build:{child}");
+        let first = child_execution_name(&parent, ChildRole::Build, &version("4.168.2"));
+        let states: BTreeMap<String, String> = [
+            (arn(&first), "FAILED"),
+            (arn(&attempt_name(&first, 2)), "SUCCEEDED"),
+            (arn(&attempt_name(&first, 10)), "ABORTED"),
+            // Another version's child, and a name that only starts like this one's.
+            (
+                arn(&child_execution_name(&parent, ChildRole::Build, &version("4.167.5"))),
+                "SUCCEEDED",
+            ),
+            (arn(&format!("{first}-rerun")), "SUCCEEDED"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        let latest = latest_child_outcome(&states, &parent, ChildRole::Build, &version("4.168.2")).unwrap();
+        assert_eq!(
+            (latest.name.as_str(), latest.status.as_str()),
+            (attempt_name(&first, 10).as_str(), "ABORTED")
+        );
+        assert_eq!(
+            latest_child_outcome(&states, &parent, ChildRole::Build, &version("4.166.0")),
+            None
+        );
+        assert_eq!(
+            latest_child_outcome(&states, &name("release-3"), ChildRole::Build, &version("4.168.2")),
+            None
+        );
+        assert_eq!(attempt_of("a-build-4_1_0", "a-build-4_1_0-r1"), None);
+        assert_eq!(attempt_of("a-build-4_1_0", "a-build-4_1_0-r3"), Some(3));
     }
 }

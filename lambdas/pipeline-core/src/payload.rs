@@ -27,6 +27,7 @@ pub const RESERVED_FIELDS: &[&str] = &[
     "allInstancesFinished",
     "stepFunctionExecutions",
     "stepFunctionExecutionStates",
+    "buildExecutionStates",
     "allStepFunctionExecutionsFinished",
     "anyStepFunctionExecutionFailed",
     "failedStepFunctionExecutions",
