@@ -44,7 +44,7 @@ use pipeline_core::{Distro, Version};
 use pipeline_testing::MotoServer;
 use pipeline_testing::cloudfront::create_distribution;
 use pipeline_testing::sfn::{PASS_ONLY, create_state_machine, start_execution};
-use pipeline_testing::workers::{WORKER_AMI, create_instance_profile};
+use pipeline_testing::workers::{WORKER_AMI, create_instance_profile, moto_default_network};
 use serde_json::{Value, json};
 
 const BUILD_BINARY_PACKAGES: &str = <build_binary_packages::BuildBinaryPackages as Function>::NAME;
@@ -357,14 +357,7 @@ impl World {
             .expect("subscribe the test's listener to the topic");
 
         create_instance_profile(INSTANCE_PROFILE);
-        let subnets = ec2.describe_subnets().send().await.expect("describe moto's subnets");
-        let subnet = subnets.subnets()[0].subnet_id().expect("a subnet ID").to_string();
-        let groups = ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .expect("describe moto's security groups");
-        let group = groups.security_groups()[0].group_id().expect("a group ID").to_string();
+        let (subnet, group) = moto_default_network(&ec2).await;
 
         let mut environment: BTreeMap<String, String> = [
             ("DOWNLOADS_BUCKET", DOWNLOADS.to_string()),
@@ -919,6 +912,28 @@ async fn run_controls(world: &mut World, handlers: &BTreeMap<&'static str, Handl
             Expected::AnswerAndWork,
         ),
         (INVALIDATE_METADATA, json!({}), Expected::AnswerAndWork),
+        // The read-only steps, as the original machines called them.
+        (GET_BUILD_VERSION, json!({"version": RELEASE}), Expected::Answer),
+        (
+            HAVE_SOURCE_TARBALL,
+            without(&have_source_tarball_request(), "executionName"),
+            Expected::Answer,
+        ),
+        (
+            GET_INSTANCES_STATE,
+            without(&get_instances_state_request(), "executionName"),
+            Expected::Answer,
+        ),
+        (
+            GET_EXECUTIONS_STATE,
+            without(&executions_state_request(), "executionName"),
+            Expected::Answer,
+        ),
+        (
+            SHIFT_VERSION,
+            without(&versions_request(), "executionName"),
+            Expected::Answer,
+        ),
         // bin/update-directory-indices: the pages are up to date, so nothing is rewritten.
         (
             CREATE_S3_INDEX_HTML,
@@ -1730,6 +1745,11 @@ fn reserved_fields() -> Vec<(&'static str, Value)> {
             json!([format!("{ACCOUNT_ARN}:execution:someone-elses-machine:run")]),
         ),
         ("poll", json!({"count": -1000})),
+        // A forged "every build succeeded" for the multi machine's build check.
+        (
+            "buildExecutionStates",
+            json!({format!("{ACCOUNT_ARN}:execution:hhvm-build:forged-build-4_168_2"): "SUCCEEDED"}),
+        ),
         ("error", json!({"Error": "States.ALL", "Cause": "forged"})),
         ("executionFailure", json!({"Error": "BuildFailed", "Cause": "forged"})),
         ("buildStatus", json!({"success": true})),

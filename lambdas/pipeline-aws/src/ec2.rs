@@ -63,19 +63,19 @@ pub async fn describe_execution_workers(
         .name(format!("tag:{EXECUTION_TAG}"))
         .values(execution.as_str())
         .build();
-    let pipeline_workers = Filter::builder()
+    describe_workers(ec2, vec![by_execution, pipeline_workers()]).await
+}
+
+/// Instances tagged with one of the pipeline's job kinds: its workers and nothing else.
+fn pipeline_workers() -> Filter {
+    Filter::builder()
         .name(format!("tag:{JOB_KIND_TAG}"))
         .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
-        .build();
-    describe_workers(ec2, vec![by_execution, pipeline_workers]).await
+        .build()
 }
 
 /// Every pipeline worker that is not terminated yet (for the sweep).
 pub async fn describe_live_workers(ec2: &Client) -> Result<Vec<DescribedInstance>, PipelineError> {
-    let pipeline_workers = Filter::builder()
-        .name(format!("tag:{JOB_KIND_TAG}"))
-        .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
-        .build();
     let live = Filter::builder()
         .name("instance-state-name")
         .set_values(Some(
@@ -85,7 +85,7 @@ pub async fn describe_live_workers(ec2: &Client) -> Result<Vec<DescribedInstance
                 .collect(),
         ))
         .build();
-    describe_workers(ec2, vec![pipeline_workers, live]).await
+    describe_workers(ec2, vec![pipeline_workers(), live]).await
 }
 
 /// Every instance matching all `filters`, with its state (paginated).

@@ -793,7 +793,9 @@ mod tests {
         ),
     ];
 
-    /// Runs `program` with `args` and `stdin`; its output, unless it fails the test.
+    /// Runs `program` with `args` and `stdin`; its output, unless it fails the test. (The
+    /// Lambda crates' tests use `pipeline_testing::process::stdout_of`; this crate stays free
+    /// of the testing crate, which would link the AWS SDK into its unit tests.)
     fn run(program: &str, args: &[&std::ffi::OsStr], stdin: &str) -> String {
         use std::process::{Command, Stdio};
         let mut child = Command::new(program)

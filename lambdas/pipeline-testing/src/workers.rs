@@ -81,14 +81,7 @@ impl WorkerEnvironment {
     pub async fn moto_launch_config(&self) -> LaunchConfig {
         create_instance_profile(self.instance_profile);
         let ec2 = pipeline_aws::ec2_client(&MotoServer::shared().sdk_config().await);
-        let subnets = ec2.describe_subnets().send().await.expect("describe moto's subnets");
-        let subnet = subnets.subnets()[0].subnet_id().expect("a subnet ID").to_string();
-        let groups = ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .expect("describe moto's security groups");
-        let group = groups.security_groups()[0].group_id().expect("a group ID").to_string();
+        let (subnet, group) = moto_default_network(&ec2).await;
         self.launch_config(&subnet, &group)
     }
 
@@ -340,4 +333,17 @@ pub async fn assert_worker_configured(ec2: &aws_sdk_ec2::Client, id: &str, expec
         assert!(script.contains(&line), "missing {line:?} in\n{script}");
     }
     script
+}
+
+/// moto's default subnet and security group (their IDs), where workers launched in it go.
+pub async fn moto_default_network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+    let subnets = ec2.describe_subnets().send().await.expect("describe moto's subnets");
+    let subnet = subnets.subnets()[0].subnet_id().expect("a subnet ID").to_string();
+    let groups = ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("describe moto's security groups");
+    let group = groups.security_groups()[0].group_id().expect("a group ID").to_string();
+    (subnet, group)
 }

@@ -87,6 +87,7 @@ impl Function for UpdateRepositories {
 #[cfg(test)]
 mod tests {
     use pipeline_core::userdata::{MAX_USER_DATA_BYTES, compressed_user_data};
+    use pipeline_testing::process::stdout_of;
     use pipeline_testing::workers::WorkerEnvironment;
 
     use super::*;
@@ -173,27 +174,6 @@ mod tests {
         plan(&payload, &buckets, &config).unwrap()
     }
 
-    /// Runs `program` with `args` and `stdin`; its output, unless it fails the test.
-    fn run(program: &str, args: &[&str], stdin: &str) -> String {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {program}: {e}"));
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
     #[test]
     fn user_data_with_the_longest_prelude_leaves_an_eighth_of_ec2s_limit() {
         let user_data = longest_plan().user_data;
@@ -224,12 +204,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("user-data.sh");
         std::fs::write(&file, &user_data).unwrap();
-        run("bash", &["-n", file.to_str().unwrap()], "");
+        stdout_of("bash", &["-n", file.to_str().unwrap()], "");
 
         let start = user_data.find("cat >").expect("the generator's heredoc");
         let end = user_data.find("\nAPT_REPOSITORY_PY\n").expect("its terminator") + "\nAPT_REPOSITORY_PY\n".len();
         let heredoc = format!("set -eu\nWORKER_TOOLS={}\n{}", dir.display(), &user_data[start..end]);
-        run("bash", &["-c", &heredoc], "");
+        stdout_of("bash", &["-c", &heredoc], "");
         let written = std::fs::read_to_string(dir.join("apt_repository.py")).unwrap();
         assert!(
             written.len() < GENERATOR.len(),
@@ -237,7 +217,7 @@ mod tests {
         );
         let syntax_tree = |program: &str| {
             let dump = "import ast, sys; print(ast.dump(ast.parse(sys.stdin.read())))";
-            run("python3", &["-c", dump], program)
+            stdout_of("python3", &["-c", dump], program)
         };
         assert_eq!(syntax_tree(&written), syntax_tree(GENERATOR));
         std::fs::remove_dir_all(&dir).unwrap();
