@@ -729,6 +729,22 @@ async fn wait_until_nothing_runs(stack: &LocalStack, timeout: Duration) {
     }
 }
 
+/// The scripts of `workers`, whose instances were terminated, end (the local worker shuts them
+/// down, as EC2 would) and none of them reports success.
+async fn assert_killed_scripts_failed(stack: &LocalStack, workers: &[String]) {
+    let runs = stack
+        .wait_for_workers(workers, Duration::from_secs(60))
+        .await
+        .expect("a hanging worker's script ends once its instance is terminated");
+    for run in &runs {
+        assert_ne!(
+            run.exit_code,
+            Some(0),
+            "a killed worker does not report success: {run:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running() {
     let _serial = SERIAL.lock().await;
@@ -814,12 +830,7 @@ async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_term
         .collect();
     assert_eq!(hung.len(), 1, "the {hanging} worker was launched once");
     wait_until_nothing_runs(&stack, Duration::from_secs(120)).await;
-    // Its instance terminated, the local worker shut its script down, as EC2 would.
-    let runs = stack
-        .wait_for_workers(&hung, Duration::from_secs(60))
-        .await
-        .expect("the hanging worker's script ends once its instance is terminated");
-    assert_ne!(runs[0].exit_code, Some(0), "a killed worker does not report success");
+    assert_killed_scripts_failed(&stack, &hung).await;
     stack.stop();
     report("7 (a worker that never finishes)", started);
 }
@@ -911,11 +922,7 @@ async fn a_launcher_that_times_out_after_launching_and_a_run_past_its_time_limit
         .filter(|(_, distro)| distro == hanging)
         .map(|(id, _)| id)
         .collect();
-    let runs = stack
-        .wait_for_workers(&hung, Duration::from_secs(60))
-        .await
-        .expect("the hanging worker's script ends once its instance is terminated");
-    assert_ne!(runs[0].exit_code, Some(0), "a killed worker does not report success");
+    assert_killed_scripts_failed(&stack, &hung).await;
     stack.stop();
     report("8 (a launcher that times out, a run past its time limit)", started);
 }
