@@ -34,8 +34,9 @@ use crate::{Context, StackError};
 
 /// Where the translation points every function's code (`s3://<bucket>/<binary name>.zip`).
 pub const CODE_BUCKET: &str = "hhvm-pipeline-artifacts";
-/// The name the stack is deployed under.
-pub const STACK_NAME: &str = "hhvm-pipeline";
+/// The name the stack is deployed under: the one the crates' own tests give their functions as
+/// `PIPELINE_STACK`, so their fixtures' workers are this stack's.
+pub const STACK_NAME: &str = pipeline_testing::TEST_STACK;
 /// moto creates a stack within the CreateStack call (a 57-resource template took 2.7 s on a
 /// loaded machine); the wait is only a bound for a stack that never leaves CREATE_IN_PROGRESS.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);

@@ -94,6 +94,10 @@ const RUN: &str = "@run@";
 const UNTAGGED_INSTANCE: &str = "@untagged-instance@";
 /// A running instance tagged as a binary-package worker of another execution.
 const OTHER_EXECUTIONS_WORKER: &str = "@other-executions-worker@";
+/// A running instance tagged as a binary-package worker of another deployment (stack).
+const OTHER_STACKS_WORKER: &str = "@other-stacks-worker@";
+/// The deployment `OTHER_STACKS_WORKER` belongs to.
+const OTHER_STACK: &str = "staging-hhvm-pipeline";
 /// A CloudFront distribution that exists but is not the configured one.
 const FOREIGN_DISTRIBUTION: &str = "@foreign-distribution@";
 /// The configured distribution (`CLOUDFRONT_DISTRIBUTION_ID`).
@@ -333,7 +337,8 @@ impl World {
 
         seed_buckets(&s3).await;
         let untagged = launch_untagged_instance(&ec2).await;
-        let other_worker = launch_other_executions_worker(&ec2).await;
+        let other_worker = launch_other_executions_worker(&ec2, pipeline_testing::TEST_STACK).await;
+        let other_stacks_worker = launch_other_executions_worker(&ec2, OTHER_STACK).await;
         let build = create_state_machine(&sfn, "hhvm-build", PASS_ONLY).await;
         let publish = create_state_machine(&sfn, "hhvm-publish-release", PASS_ONLY).await;
         let build_and_publish = create_state_machine(&sfn, "hhvm-build-and-publish", PASS_ONLY).await;
@@ -362,6 +367,7 @@ impl World {
         let mut environment: BTreeMap<String, String> = [
             ("DOWNLOADS_BUCKET", DOWNLOADS.to_string()),
             ("SCRATCH_BUCKET", SCRATCH.to_string()),
+            ("PIPELINE_STACK", pipeline_testing::TEST_STACK.to_string()),
             ("WORKER_AMI_ID", WORKER_AMI.to_string()),
             ("WORKER_SUBNET_ID", subnet),
             ("WORKER_SECURITY_GROUP_IDS", group),
@@ -396,6 +402,7 @@ impl World {
         let substitutions = BTreeMap::from([
             (UNTAGGED_INSTANCE, untagged),
             (OTHER_EXECUTIONS_WORKER, other_worker),
+            (OTHER_STACKS_WORKER, other_stacks_worker),
             (FOREIGN_DISTRIBUTION, foreign_distribution.clone()),
             (OUR_DISTRIBUTION, distribution.clone()),
             (SEED_EXECUTION, seed_execution),
@@ -438,7 +445,7 @@ impl World {
     /// one again, so that it can show the same harm.
     async fn replace_stopped_seed_instances(&mut self) -> bool {
         let mut replaced = false;
-        for seed in [UNTAGGED_INSTANCE, OTHER_EXECUTIONS_WORKER] {
+        for seed in [UNTAGGED_INSTANCE, OTHER_EXECUTIONS_WORKER, OTHER_STACKS_WORKER] {
             let running = self
                 .baseline
                 .instances
@@ -446,10 +453,10 @@ impl World {
                 .map(String::as_str)
                 == Some("running");
             if !running {
-                let id = if seed == UNTAGGED_INSTANCE {
-                    launch_untagged_instance(&self.ec2).await
-                } else {
-                    launch_other_executions_worker(&self.ec2).await
+                let id = match seed {
+                    UNTAGGED_INSTANCE => launch_untagged_instance(&self.ec2).await,
+                    OTHER_STACKS_WORKER => launch_other_executions_worker(&self.ec2, OTHER_STACK).await,
+                    _ => launch_other_executions_worker(&self.ec2, pipeline_testing::TEST_STACK).await,
                 };
                 self.substitutions.insert(seed, id);
                 replaced = true;
@@ -627,10 +634,11 @@ async fn launch_untagged_instance(ec2: &aws_sdk_ec2::Client) -> String {
     pipeline_testing::launch_instances(ec2, 1).await.remove(0)
 }
 
-/// An instance tagged exactly as build-binary-packages tags its workers, for execution
-/// `other-execution`.
-async fn launch_other_executions_worker(ec2: &aws_sdk_ec2::Client) -> String {
+/// An instance tagged exactly as build-binary-packages of the stack `stack` tags its workers,
+/// for execution `other-execution`.
+async fn launch_other_executions_worker(ec2: &aws_sdk_ec2::Client, stack: &str) -> String {
     let settings = InstanceSettings {
+        stack: stack.parse().expect("a stack name"),
         image_id: WORKER_AMI.into(),
         instance_type: "t3.micro".into(),
         subnet_id: "subnet-12345678".into(),
@@ -1362,10 +1370,13 @@ fn instances_and_executions(corpus: &mut Corpus) {
         json!([UNTAGGED_INSTANCE]),
         json!([OTHER_EXECUTIONS_WORKER]),
         json!([OTHER_EXECUTIONS_WORKER, UNTAGGED_INSTANCE]),
+        json!([OTHER_STACKS_WORKER]),
     ];
     cases.values(INVALID_INPUT, "instances", foreign);
     let label = "instances = [\"@untagged-instance@\"], by hand (no executionName)";
     cases.case(INVALID_INPUT, label, json!({"instances": [UNTAGGED_INSTANCE]}));
+    let label = "instances = [\"@other-stacks-worker@\"], by hand (no executionName)";
+    cases.case(INVALID_INPUT, label, json!({"instances": [OTHER_STACKS_WORKER]}));
 
     let mut cases = corpus.of(GET_EXECUTIONS_STATE, executions_state_request());
     cases.missing(&["stepFunctionExecutions"]);

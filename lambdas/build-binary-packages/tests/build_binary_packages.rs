@@ -98,6 +98,7 @@ async fn launches_one_configured_worker_per_distro() {
                 ("Distro", distro),
                 ("Version", "4.168.2"),
                 ("JobKind", "binary-package"),
+                ("PipelineStack", "hhvm-pipeline"),
             ],
             prelude: &[
                 ("DISTRO", distro),

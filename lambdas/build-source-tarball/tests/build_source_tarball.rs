@@ -1,6 +1,6 @@
 //! build-source-tarball against a real EC2 API (moto) through the real SDK client.
 
-use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName};
+use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation};
 use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, mock};
 use build_source_tarball::handle;
 use pipeline_core::layout::JobKind;
@@ -17,6 +17,18 @@ const ENVIRONMENT: WorkerEnvironment = WorkerEnvironment {
     instance_profile: "hhvm-source-tarball-builder",
     extra: &[],
 };
+
+/// The moto dependencies, with EC2 calls going through `interceptor` first.
+async fn moto_deps_intercepted(interceptor: MockResponseInterceptor) -> build_source_tarball::Deps {
+    let sdk_config = MotoServer::shared().sdk_config().await;
+    let mut deps = ENVIRONMENT.moto_single_worker_deps().await;
+    deps.ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&sdk_config)
+            .interceptor(interceptor)
+            .build(),
+    );
+    deps
+}
 
 fn input(execution: &str) -> Value {
     release_request(
@@ -40,6 +52,7 @@ async fn launches_a_configured_worker_and_passes_the_input_through() {
             ("Name", "hhvm-build-4.168.2-source-tarball"),
             ("Version", "4.168.2"),
             ("JobKind", "source-tarball"),
+            ("PipelineStack", "hhvm-pipeline"),
         ],
         prelude: &[
             ("VERSION", "4.168.2"),
@@ -123,6 +136,45 @@ async fn a_retry_after_the_first_workers_end_launches_a_new_one() {
 }
 
 #[tokio::test]
+async fn a_worker_still_shutting_down_is_not_handed_back() {
+    // EC2 lists a terminated instance as `shutting-down` for a while (moto reports `terminated`
+    // at once): a retry in that window must not get the dying worker back. The launch's lookup
+    // by idempotency key is answered with such an instance; the launch itself is moto's.
+    let dying = mock!(aws_sdk_ec2::Client::describe_instances)
+        .match_requests(|request| {
+            request
+                .filters()
+                .iter()
+                .any(|filter| filter.name() == Some("tag:IdempotencyKey"))
+        })
+        .then_output(|| {
+            let shutting_down = InstanceState::builder().name(InstanceStateName::ShuttingDown).build();
+            let instance = Instance::builder()
+                .instance_id("i-0deadbeef0000000b")
+                .state(shutting_down)
+                .build();
+            aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput::builder()
+                .reservations(Reservation::builder().instances(instance).build())
+                .build()
+        });
+    let deps = moto_deps_intercepted(
+        MockResponseInterceptor::new()
+            .rule_mode(RuleMode::MatchAny)
+            .with_rule(&dying)
+            .allow_passthrough(),
+    )
+    .await;
+    let output = handle(&deps, input(&unique_name("exec"))).await.unwrap();
+    let launched = output["instances"][0].as_str().unwrap();
+    assert_ne!(
+        launched, "i-0deadbeef0000000b",
+        "the shutting-down worker was handed back"
+    );
+    assert_eq!(instance_state(&deps.ec2, launched).await, "running");
+    assert_eq!(dying.num_calls(), 1);
+}
+
+#[tokio::test]
 async fn a_client_token_that_names_an_ended_instance_is_skipped() {
     // EC2 answers a repeated ClientToken with the instance it started for it, even once that
     // instance is terminated; moto ignores tokens, so that answer is injected for the first
@@ -139,17 +191,13 @@ async fn a_client_token_that_names_an_ended_instance_is_skipped() {
                 .instances(instance)
                 .build()
         });
-    let interceptor = MockResponseInterceptor::new()
-        .rule_mode(RuleMode::MatchAny)
-        .with_rule(&stale)
-        .allow_passthrough();
-    let sdk_config = MotoServer::shared().sdk_config().await;
-    let mut deps = ENVIRONMENT.moto_single_worker_deps().await;
-    deps.ec2 = aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(&sdk_config)
-            .interceptor(interceptor)
-            .build(),
-    );
+    let deps = moto_deps_intercepted(
+        MockResponseInterceptor::new()
+            .rule_mode(RuleMode::MatchAny)
+            .with_rule(&stale)
+            .allow_passthrough(),
+    )
+    .await;
     let output = handle(&deps, input(&unique_name("exec"))).await.unwrap();
     let launched = output["instances"][0].as_str().unwrap();
     assert_ne!(launched, "i-0deadbeef0000000a");

@@ -4,11 +4,11 @@
 //!
 //! - **An execution ended** ("Step Functions Execution Status Change" with FAILED, TIMED_OUT or
 //!   ABORTED, the template's rule; read by `pipeline_aws::events`): it terminates every worker
-//!   tagged with the execution's name, stops every running child execution whose input names it
-//!   as `parentExecutionName` (their own end then cleans up their workers), and releases the
-//!   repositories' lease when its holder is gone. Safe to repeat: what is already over is
+//!   of this deployment (`PIPELINE_STACK`) tagged with the execution's name, stops every
+//!   running child execution whose input names it as `parentExecutionName` (their own end then
+//!   cleans up their workers), and releases the repositories' lease when its holder is gone. Safe to repeat: what is already over is
 //!   skipped.
-//! - **A sweep** (a "Scheduled Event"): it terminates every pipeline worker that is past its
+//! - **A sweep** (a "Scheduled Event"): it terminates every worker of this deployment past its
 //!   job's hard timeout plus `WORKER_SWEEP_MARGIN_MINUTES` (default 30) — its own timer should
 //!   have powered it off — and releases an orphaned lease, and reports what it did.
 //!
@@ -20,6 +20,7 @@ use pipeline_aws::events::{ExecutionStatusChange, read_execution_end};
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::ExecutionName;
 use pipeline_core::instance::DescribedInstance;
+use pipeline_core::launch::PipelineStack;
 use pipeline_core::layout::REPOSITORY_LEASE_KEY;
 use pipeline_core::{BucketName, InstanceId, ObjectKey, PipelineError, S3Location};
 use serde_json::{Value, json};
@@ -85,6 +86,9 @@ pub fn is_child_of(input: Option<&str>, parent: &ExecutionName) -> bool {
 /// Everything the function reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `PIPELINE_STACK`: the deployment whose workers it cleans up (their `PipelineStack` tag);
+    /// another deployment's workers of an execution of the same name are left alone.
+    pub stack: PipelineStack,
     /// `SCRATCH_BUCKET`: where the repositories' lease is.
     pub scratch: BucketName,
     /// `BUILD_STATE_MACHINE_ARN` and `PUBLISH_STATE_MACHINE_ARN`: the machines children run on.
@@ -97,6 +101,7 @@ pub struct Config {
 impl Config {
     pub fn from_source(source: &impl Source) -> Result<Config, PipelineError> {
         Ok(Config {
+            stack: pipeline_aws::config::pipeline_stack(source)?,
             scratch: pipeline_aws::config::bucket(source, "SCRATCH_BUCKET")?,
             child_machines: vec![
                 pipeline_aws::config::state_machine_arn(source, "BUILD_STATE_MACHINE_ARN", "hhvm-build")?,
@@ -130,7 +135,7 @@ pub async fn handle_at(deps: &Deps, event: Value, now: i64) -> Result<Value, Pip
 
 async fn clean_up_execution(deps: &Deps, change: &ExecutionStatusChange) -> Result<Value, PipelineError> {
     let execution = change.execution_name();
-    let workers = pipeline_aws::ec2::describe_execution_workers(&deps.ec2, &execution).await?;
+    let workers = pipeline_aws::ec2::describe_execution_workers(&deps.ec2, &deps.config.stack, &execution).await?;
     let to_terminate: Vec<InstanceId> = workers
         .iter()
         .filter(|worker| !worker.is_gone())
@@ -163,7 +168,7 @@ async fn clean_up_execution(deps: &Deps, change: &ExecutionStatusChange) -> Resu
 }
 
 async fn sweep(deps: &Deps, now: i64) -> Result<Value, PipelineError> {
-    let workers = pipeline_aws::ec2::describe_live_workers(&deps.ec2).await?;
+    let workers = pipeline_aws::ec2::describe_live_workers(&deps.ec2, &deps.config.stack).await?;
     let overdue = overdue_workers(&workers, now, deps.config.sweep_margin_minutes);
     if !overdue.is_empty() {
         tracing::warn!(?overdue, "workers outlived their hard timeout; terminating them");

@@ -5,7 +5,10 @@
 use aws_sdk_s3::primitives::ByteStream;
 use clean_up_after_execution::{Config, Deps, handle, handle_at};
 use pipeline_testing::sfn::{PASS_ONLY, create_state_machine};
-use pipeline_testing::{MotoServer, create_bucket, instance_state, launch_instances, launch_workers_of, unique_name};
+use pipeline_testing::{
+    MotoServer, create_bucket, instance_state, launch_instances, launch_workers_in, launch_workers_of, test_stack,
+    unique_name,
+};
 use serde_json::{Value, json};
 
 async fn deps() -> Deps {
@@ -22,6 +25,7 @@ async fn deps() -> Deps {
         s3,
         sfn,
         config: Config {
+            stack: test_stack(),
             scratch,
             child_machines,
             sweep_margin_minutes: 30,
@@ -95,6 +99,8 @@ async fn an_ended_execution_loses_its_workers_and_children_and_nothing_else() {
     let other = unique_name("other");
     let workers = launch_workers_of(&deps.ec2, 2, &parent, "binary-package").await;
     let others = launch_workers_of(&deps.ec2, 1, &other, "binary-package").await;
+    // Another deployment's execution of the same name.
+    let other_stacks = launch_workers_in(&deps.ec2, "staging-hhvm-pipeline", 1, &parent, "binary-package").await;
     let foreign = launch_instances(&deps.ec2, 1).await;
     let build = &deps.config.child_machines[0];
     let publish = &deps.config.child_machines[1];
@@ -117,9 +123,9 @@ async fn an_ended_execution_loses_its_workers_and_children_and_nothing_else() {
     for id in &workers {
         assert!(is_terminating(&instance_state(&deps.ec2, id).await), "{id}");
     }
-    for id in others.iter().chain(&foreign) {
+    for id in others.iter().chain(&other_stacks).chain(&foreign) {
         let state = instance_state(&deps.ec2, id).await;
-        assert!(!is_terminating(&state), "{id} was left alone: {state}");
+        assert!(!is_terminating(&state), "{id} was not left alone: {state}");
     }
     let mut stopped: Vec<String> = serde_json::from_value(output["stoppedExecutions"].clone()).unwrap();
     stopped.sort();
@@ -169,6 +175,14 @@ async fn a_sweep_terminates_only_workers_past_their_hard_timeout() {
     let execution = unique_name("sweep");
     let publisher = launch_workers_of(&deps.ec2, 1, &execution, "publish-release-source").await;
     let builder = launch_workers_of(&deps.ec2, 1, &execution, "binary-package").await;
+    let other_stacks = launch_workers_in(
+        &deps.ec2,
+        "staging-hhvm-pipeline",
+        1,
+        &execution,
+        "publish-release-source",
+    )
+    .await;
     let foreign = launch_instances(&deps.ec2, 1).await;
     // 65 minutes on: past publish-release-source's 30 min + 30 min margin, not a build's 180 + 30.
     let later = chrono::Utc::now().timestamp() + 65 * 60;
@@ -179,7 +193,8 @@ async fn a_sweep_terminates_only_workers_past_their_hard_timeout() {
     assert!(terminated.contains(&publisher[0]), "{output}");
     assert!(!terminated.contains(&builder[0]), "{output}");
     assert!(is_terminating(&instance_state(&deps.ec2, &publisher[0]).await));
-    for id in [&builder[0], &foreign[0]] {
+    assert!(!terminated.contains(&other_stacks[0]), "{output}");
+    for id in [&builder[0], &other_stacks[0], &foreign[0]] {
         assert!(!is_terminating(&instance_state(&deps.ec2, id).await), "{id}");
     }
 }

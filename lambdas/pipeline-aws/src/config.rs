@@ -6,6 +6,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
+use pipeline_core::launch::PipelineStack;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{BucketName, PipelineError};
 
@@ -91,6 +92,17 @@ pub fn buckets(source: &impl Source) -> Result<Buckets, PipelineError> {
         downloads: bucket(source, "DOWNLOADS_BUCKET")?,
         scratch: bucket(source, "SCRATCH_BUCKET")?,
     })
+}
+
+/// `PIPELINE_STACK`: the deployment the function belongs to (the template sets it from
+/// `AWS::StackName`). Its workers carry it as their `PipelineStack` tag, and only those are
+/// ever found, reused or terminated.
+pub fn pipeline_stack(source: &impl Source) -> Result<PipelineStack, PipelineError> {
+    required(
+        source,
+        "PIPELINE_STACK",
+        "the name of the stack that deployed the pipeline",
+    )
 }
 
 /// The ARN of a state machine the function starts executions of.

@@ -6,7 +6,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 use pipeline_core::executions::ExecutionName;
 use pipeline_core::instance::DescribedInstance;
-use pipeline_core::launch::{EXECUTION_TAG, JOB_KIND_TAG};
+use pipeline_core::launch::{EXECUTION_TAG, JOB_KIND_TAG, PipelineStack, STACK_TAG};
 use pipeline_core::layout::JobKind;
 use pipeline_core::{InstanceId, InstanceState, PipelineError};
 
@@ -54,28 +54,41 @@ pub async fn describe_instances_by_id(
     Ok(found)
 }
 
-/// The pipeline's workers of one execution (by their `Execution` tag), in any state.
+/// The workers of `stack` of one execution (by their `Execution` tag), in any state.
 pub async fn describe_execution_workers(
     ec2: &Client,
+    stack: &PipelineStack,
     execution: &ExecutionName,
 ) -> Result<Vec<DescribedInstance>, PipelineError> {
     let by_execution = Filter::builder()
         .name(format!("tag:{EXECUTION_TAG}"))
         .values(execution.as_str())
         .build();
-    describe_workers(ec2, vec![by_execution, pipeline_workers()]).await
+    let mut filters = workers_of(stack);
+    filters.push(by_execution);
+    describe_workers(ec2, filters).await
 }
 
-/// Instances tagged with one of the pipeline's job kinds: its workers and nothing else.
-fn pipeline_workers() -> Filter {
-    Filter::builder()
-        .name(format!("tag:{JOB_KIND_TAG}"))
-        .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
-        .build()
+/// Instances tagged with one of the pipeline's job kinds and with `stack`: the workers of this
+/// deployment and nothing else (`DescribedInstance::is_worker_of`).
+fn workers_of(stack: &PipelineStack) -> Vec<Filter> {
+    vec![
+        Filter::builder()
+            .name(format!("tag:{JOB_KIND_TAG}"))
+            .set_values(Some(JobKind::ALL.iter().map(ToString::to_string).collect()))
+            .build(),
+        Filter::builder()
+            .name(format!("tag:{STACK_TAG}"))
+            .values(stack.as_str())
+            .build(),
+    ]
 }
 
-/// Every pipeline worker that is not terminated yet (for the sweep).
-pub async fn describe_live_workers(ec2: &Client) -> Result<Vec<DescribedInstance>, PipelineError> {
+/// Every worker of `stack` that is not terminated yet (for the sweep).
+pub async fn describe_live_workers(
+    ec2: &Client,
+    stack: &PipelineStack,
+) -> Result<Vec<DescribedInstance>, PipelineError> {
     let live = Filter::builder()
         .name("instance-state-name")
         .set_values(Some(
@@ -85,7 +98,9 @@ pub async fn describe_live_workers(ec2: &Client) -> Result<Vec<DescribedInstance
                 .collect(),
         ))
         .build();
-    describe_workers(ec2, vec![pipeline_workers(), live]).await
+    let mut filters = workers_of(stack);
+    filters.push(live);
+    describe_workers(ec2, filters).await
 }
 
 /// Every instance matching all `filters`, with its state (paginated).

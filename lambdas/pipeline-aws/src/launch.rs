@@ -16,10 +16,6 @@ use pipeline_core::userdata::compressed_user_data;
 use pipeline_core::{InstanceId, InstanceState, PipelineError};
 use tokio::task::JoinSet;
 
-/// States in which an instance still stands for its launch: a retry must return it rather
-/// than start another. Only `terminated` instances are gone.
-const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped", "shutting-down"];
-
 /// An EC2 client for launching: the SDK's adaptive retry mode paces requests when EC2
 /// throttles (the original slept a random 0-60 s before every batch instead), with more
 /// attempts than the default three because a batch of builds launches at once.
@@ -49,12 +45,14 @@ pub async fn find_instances_by_key(
     crate::ec2::describe_filtered(ec2, vec![by_key]).await
 }
 
-/// The live instance carrying this idempotency key, if any.
+/// The live instance carrying this idempotency key, if any. Live is what the pollers count as
+/// still working (`pending`, `running`): a stopping, stopped or shutting-down instance has
+/// ended its work, and a retry handed it back would only fail.
 pub async fn find_launched_instance(ec2: &Client, idempotency_key: &str) -> Result<Option<InstanceId>, PipelineError> {
     Ok(find_instances_by_key(ec2, idempotency_key)
         .await?
         .into_iter()
-        .find(|(_, state)| LIVE_STATES.contains(&state.as_str()))
+        .find(|(_, state)| !state.is_finished())
         .map(|(id, _)| id))
 }
 
@@ -75,7 +73,7 @@ const MAX_LAUNCH_ATTEMPTS: usize = 8;
 /// a new instance under the next attempt's token.
 pub async fn launch_worker(ec2: &Client, plan: &LaunchPlan) -> Result<Launched, PipelineError> {
     let earlier = find_instances_by_key(ec2, &plan.idempotency_key).await?;
-    if let Some((instance_id, _)) = earlier.iter().find(|(_, state)| LIVE_STATES.contains(&state.as_str())) {
+    if let Some((instance_id, _)) = earlier.iter().find(|(_, state)| !state.is_finished()) {
         tracing::info!(target = plan.target(), %instance_id, "worker already launched; reusing it");
         return Ok(Launched {
             instance_id: instance_id.clone(),

@@ -3,6 +3,7 @@
 //! network, profiles and sizes differ per account.
 //!
 //! Shared by all four launching functions:
+//! - `PIPELINE_STACK` (required): the stack's name, every worker's `PipelineStack` tag.
 //! - `WORKER_AMI_ID` (required): the Ubuntu AMI the workers boot.
 //! - `WORKER_SUBNET_ID` (required): the subnet they run in.
 //! - `WORKER_SECURITY_GROUP_IDS` (required): comma-separated security group IDs.
@@ -23,7 +24,7 @@ use pipeline_core::launch::{InstanceProfile, InstanceSettings};
 use pipeline_core::layout::JobKind;
 use pipeline_core::userdata::PreludeValue;
 
-use crate::config::{Source, number_in, required, text};
+use crate::config::{Source, number_in, pipeline_stack, required, text};
 
 /// The variables a launching function passes on to its worker when they are set in its own
 /// environment; unset, the script's production default applies. Each is read by the job's
@@ -100,6 +101,7 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
         let value: String = required(source, name, expected)?;
         check_identifier(name, &value)
     };
+    let stack = pipeline_stack(source)?;
     let image_id = identifier("WORKER_AMI_ID", "an AMI ID such as ami-0123456789abcdef0")?;
     let subnet_id = identifier("WORKER_SUBNET_ID", "a subnet ID such as subnet-0123456789abcdef0")?;
     let groups: String = required(
@@ -148,6 +150,7 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
 
     Ok(LaunchConfig {
         settings: InstanceSettings {
+            stack,
             image_id,
             instance_type,
             subnet_id,
@@ -190,6 +193,7 @@ mod tests {
     }
 
     const BASE: &[(&str, &str)] = &[
+        ("PIPELINE_STACK", "hhvm-pipeline"),
         ("WORKER_AMI_ID", "ami-0123456789abcdef0"),
         ("WORKER_SUBNET_ID", "subnet-1"),
         ("WORKER_SECURITY_GROUP_IDS", "sg-1, sg-2"),
@@ -202,6 +206,7 @@ mod tests {
     #[test]
     fn defaults_fill_what_is_not_configured() {
         let config = launch_config(&env(BASE), JobKind::BinaryPackage).unwrap();
+        assert_eq!(config.settings.stack.as_str(), "hhvm-pipeline");
         assert_eq!(config.settings.image_id, "ami-0123456789abcdef0");
         assert_eq!(config.settings.security_group_ids, ["sg-1", "sg-2"]);
         assert_eq!(config.settings.instance_type, "m5.2xlarge");
@@ -248,13 +253,19 @@ mod tests {
             ("WORKER_SECURITY_GROUP_IDS", "sg-1;id"),
             ("PACKAGING_REPO_URL", "https://x/$(id)"),
             ("WORKER_ROOT_DEVICE_NAME", "sda1"),
+            ("PIPELINE_STACK", "hhvm_pipeline"),
         ] {
             let mut pairs: Vec<(&str, &str)> = BASE.iter().filter(|(k, _)| *k != variable).copied().collect();
             pairs.push((variable, bad));
             let error = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap_err();
             assert!(error.to_string().contains(variable), "{variable}: {error}");
         }
-        for variable in ["WORKER_AMI_ID", "WORKER_SUBNET_ID", "WORKER_SECURITY_GROUP_IDS"] {
+        for variable in [
+            "PIPELINE_STACK",
+            "WORKER_AMI_ID",
+            "WORKER_SUBNET_ID",
+            "WORKER_SECURITY_GROUP_IDS",
+        ] {
             let pairs: Vec<(&str, &str)> = BASE.iter().filter(|(k, _)| *k != variable).copied().collect();
             let error = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap_err();
             assert!(error.to_string().contains(variable), "{variable}: {error}");

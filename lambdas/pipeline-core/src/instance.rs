@@ -86,6 +86,12 @@ impl DescribedInstance {
             .and_then(crate::layout::JobKind::from_tag)
     }
 
+    /// Whether this is a worker of the deployment `stack`: it carries one of the pipeline's job
+    /// kinds and that stack's `PipelineStack` tag. Nothing else is ever terminated.
+    pub fn is_worker_of(&self, stack: &crate::launch::PipelineStack) -> bool {
+        self.job_kind().is_some() && self.tag(crate::launch::STACK_TAG) == Some(stack.as_str())
+    }
+
     /// Whether a terminate call still has something to do.
     pub fn is_gone(&self) -> bool {
         matches!(self.state.as_str(), "terminated" | InstanceState::MISSING)

@@ -15,9 +15,49 @@ pub const IDEMPOTENCY_TAG: &str = "IdempotencyKey";
 /// never by a list in the payload.
 pub const EXECUTION_TAG: &str = "Execution";
 
-/// Tag naming the worker's job kind. Only instances carrying it with one of the job kinds are
-/// the pipeline's: nothing else is ever terminated (and IAM grants no more).
+/// Tag naming the worker's job kind. Only instances carrying it with one of the job kinds, and
+/// this deployment's `PipelineStack`, are the pipeline's: nothing else is ever terminated (and
+/// IAM grants no more).
 pub const JOB_KIND_TAG: &str = "JobKind";
+
+/// Tag naming the deployment a worker belongs to (the CloudFormation stack's name): two
+/// deployments in one account, with executions of the same name (both nightlies, say), never
+/// find, reuse or terminate each other's workers.
+pub const STACK_TAG: &str = "PipelineStack";
+
+/// The name of the stack that deployed the functions (`PIPELINE_STACK`, which the template sets
+/// from `AWS::StackName`): CloudFormation's own rule, a letter, then letters, digits and
+/// hyphens, at most 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PipelineStack(String);
+
+impl PipelineStack {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for PipelineStack {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let well_formed = name.len() <= 128
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !well_formed {
+            return Err(format!(
+                "{name:?} is not a CloudFormation stack name (a letter, then letters, digits and hyphens; at most 128)"
+            ));
+        }
+        Ok(PipelineStack(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for PipelineStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// One distro's build worker, as `hhvm-build-binary-packages` reports it in `builds`: the
 /// success marker that counts for this build of the distro is the one this instance wrote, so
@@ -88,15 +128,16 @@ impl WorkerRequest {
     }
 }
 
-/// The key that makes a launch idempotent: the same request — execution, job, version, distro
-/// and user data, which holds everything else the worker was asked (distros, branch, buckets) —
-/// always gives the same key, and any difference gives another. So a retry finds its worker,
+/// The key that makes a launch idempotent: the same request — deployment, execution, job,
+/// version, distro and user data, which holds everything else the worker was asked (distros,
+/// branch, buckets) — always gives the same key, and any difference gives another. So a retry finds its worker,
 /// and a worker is never handed to a request it was not launched for (another `distros`, say,
 /// under the same execution). A hand invocation's execution is the name derived from its
 /// payload.
 ///
 /// 32 hex digits of SHA-256: within EC2's 64-character `ClientToken` limit and a tag value.
 pub fn idempotency_key(
+    stack: &PipelineStack,
     execution: &ExecutionName,
     job: JobKind,
     version: &Version,
@@ -107,6 +148,7 @@ pub fn idempotency_key(
     // Fields are separated by a byte none of them can contain, so ("a","bc") ≠ ("ab","c"); the
     // user data comes last, so whatever it holds cannot shift the others.
     for part in [
+        stack.as_str(),
         execution.as_str(),
         job.as_str(),
         &version.to_string(),
@@ -155,6 +197,8 @@ impl InstanceProfile {
 /// How a worker's instance is configured (from the launching function's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceSettings {
+    /// The deployment the worker belongs to (its `PipelineStack` tag).
+    pub stack: PipelineStack,
     pub image_id: String,
     pub instance_type: String,
     pub subnet_id: String,
@@ -186,7 +230,7 @@ impl LaunchPlan {
         user_data: String,
         settings: InstanceSettings,
     ) -> LaunchPlan {
-        let idempotency_key = idempotency_key(&execution, job, &version, distro.as_ref(), &user_data);
+        let idempotency_key = idempotency_key(&settings.stack, &execution, job, &version, distro.as_ref(), &user_data);
         LaunchPlan {
             job,
             version,
@@ -219,6 +263,7 @@ impl LaunchPlan {
         if let Some(distro) = &self.distro {
             tags.push(("Distro".to_string(), distro.to_string()));
         }
+        tags.push((STACK_TAG.to_string(), self.settings.stack.to_string()));
         tags.push((EXECUTION_TAG.to_string(), self.execution.to_string()));
         tags.push((IDEMPOTENCY_TAG.to_string(), self.idempotency_key.clone()));
         tags
@@ -243,8 +288,13 @@ mod tests {
         name.parse().unwrap()
     }
 
+    fn stack(name: &str) -> PipelineStack {
+        name.parse().unwrap()
+    }
+
     fn settings() -> InstanceSettings {
         InstanceSettings {
+            stack: stack("hhvm-pipeline"),
             image_id: "ami-0123".into(),
             instance_type: "m5.2xlarge".into(),
             subnet_id: "subnet-1".into(),
@@ -259,8 +309,23 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_and_differs_by_every_part() {
         let bookworm = distro("debian-12-bookworm");
+        let key_in = |stack_name: &str,
+                      execution_name: &str,
+                      job,
+                      version: &Version,
+                      distro: Option<&Distro>,
+                      user_data: &str| {
+            idempotency_key(
+                &stack(stack_name),
+                &execution(execution_name),
+                job,
+                version,
+                distro,
+                user_data,
+            )
+        };
         let key = |execution_name: &str, job, version: &Version, distro: Option<&Distro>, user_data: &str| {
-            idempotency_key(&execution(execution_name), job, version, distro, user_data)
+            key_in("hhvm-pipeline", execution_name, job, version, distro, user_data)
         };
         let user_data = "#!/bin/bash\nexport DISTROS='debian-12-bookworm'\n";
         let first = key("run-1", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data);
@@ -271,6 +336,15 @@ mod tests {
             key("run-1", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data)
         );
         let others = [
+            // The same request to another deployment.
+            key_in(
+                "staging-hhvm-pipeline",
+                "run-1",
+                JobKind::BinaryPackage,
+                &version(),
+                Some(&bookworm),
+                user_data,
+            ),
             key("run-2", JobKind::BinaryPackage, &version(), Some(&bookworm), user_data),
             key(
                 "manual-1",
@@ -326,6 +400,7 @@ mod tests {
         assert_eq!(tag("Distro"), Some("debian-12-bookworm"));
         assert_eq!(tag("JobKind"), Some("binary-package"));
         assert_eq!(tag("Execution"), Some("nightly-2026"));
+        assert_eq!(tag("PipelineStack"), Some("hhvm-pipeline"));
         assert_eq!(tag(IDEMPOTENCY_TAG), Some(plan.idempotency_key.as_str()));
         assert_eq!(plan.target(), "debian-12-bookworm");
     }
@@ -409,6 +484,27 @@ mod tests {
             let error = WorkerRequest::from_payload(&Payload::from_value(input.clone()).unwrap()).unwrap_err();
             assert_eq!(error.error_type(), error_type, "{input}");
             assert!(error.to_string().contains(names), "{input}: {error}");
+        }
+    }
+
+    #[test]
+    fn stack_names_follow_cloudformation() {
+        for good in ["hhvm-pipeline", "S", "staging-2"] {
+            assert_eq!(stack(good).as_str(), good);
+        }
+        let longest = format!("a{}", "b".repeat(127));
+        assert!(longest.parse::<PipelineStack>().is_ok());
+        for bad in [
+            "",
+            "2-pipeline",
+            "-x",
+            "hhvm_pipeline",
+            "hhvm pipeline",
+            "a;b",
+            "ünïcode",
+            &format!("{longest}c"),
+        ] {
+            assert!(bad.parse::<PipelineStack>().is_err(), "{bad:?}");
         }
     }
 

@@ -84,10 +84,30 @@ pub async fn launch_instances(ec2: &aws_sdk_ec2::Client, count: i32) -> Vec<Stri
     launch_tagged_instances(ec2, count, &[]).await
 }
 
-/// `count` instances tagged like workers of `execution` (`JobKind` and `Execution`, as the
-/// launchers tag them).
+/// The stack name the tests give functions (`PIPELINE_STACK`), as the local stack is named.
+pub const TEST_STACK: &str = "hhvm-pipeline";
+
+/// `TEST_STACK`, parsed.
+pub fn test_stack() -> pipeline_core::launch::PipelineStack {
+    TEST_STACK.parse().expect("a stack name")
+}
+
+/// `count` instances tagged like workers of `execution` in the tests' deployment (`JobKind`,
+/// `PipelineStack` and `Execution`, as the launchers tag them).
 pub async fn launch_workers_of(ec2: &aws_sdk_ec2::Client, count: i32, execution: &str, job: &str) -> Vec<String> {
-    launch_tagged_instances(ec2, count, &[("JobKind", job), ("Execution", execution)]).await
+    launch_workers_in(ec2, TEST_STACK, count, execution, job).await
+}
+
+/// `count` instances tagged like workers of `execution` in the deployment `stack`.
+pub async fn launch_workers_in(
+    ec2: &aws_sdk_ec2::Client,
+    stack: &str,
+    count: i32,
+    execution: &str,
+    job: &str,
+) -> Vec<String> {
+    let tags = [("JobKind", job), ("PipelineStack", stack), ("Execution", execution)];
+    launch_tagged_instances(ec2, count, &tags).await
 }
 
 /// `count` instances with these tags.

@@ -66,6 +66,7 @@ impl WorkerEnvironment {
     pub fn launch_config(&self, subnet_id: &str, security_group_id: &str) -> LaunchConfig {
         let profile_variable = format!("{}_INSTANCE_PROFILE", variable_prefix(self.job));
         let mut env: HashMap<&str, &str> = HashMap::from([
+            ("PIPELINE_STACK", crate::TEST_STACK),
             ("WORKER_AMI_ID", WORKER_AMI),
             ("WORKER_SUBNET_ID", subnet_id),
             ("WORKER_SECURITY_GROUP_IDS", security_group_id),

@@ -35,6 +35,7 @@ async fn launches_a_configured_worker_and_passes_the_input_through() {
             ("Name", "hhvm-4.168.2-publish-source"),
             ("Version", "4.168.2"),
             ("JobKind", "publish-release-source"),
+            ("PipelineStack", "hhvm-pipeline"),
         ],
         prelude: &[
             ("VERSION", "4.168.2"),

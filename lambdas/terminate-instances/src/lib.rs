@@ -1,27 +1,29 @@
 //! `terminate-instances`: terminates an execution's workers and adds `terminatedInstances`
 //! (those it asked EC2 to terminate).
 //!
-//! Workers are found by ownership, not by what the payload lists: every worker of the
-//! `executionName` (its `Execution` tag), so one whose launcher timed out after starting it is
-//! found too. `instances`, when given, adds instances to terminate by ID, and each must be a
-//! pipeline worker (carry a `JobKind` tag of the pipeline's job kinds) — of the `executionName`
-//! when one is given — or the whole call is refused and nothing is terminated; IAM grants no
-//! more either. Safe to repeat: instances that are already terminated or that EC2 no longer
-//! knows are skipped.
+//! Workers are found by ownership, not by what the payload lists: every worker of this
+//! deployment (its `PipelineStack` tag, `PIPELINE_STACK`) and of the `executionName` (its
+//! `Execution` tag), so one whose launcher timed out after starting it is found too.
+//! `instances`, when given, adds instances to terminate by ID, and each must be a worker of
+//! this deployment (a `JobKind` tag of the pipeline's job kinds and this `PipelineStack`) — of
+//! the `executionName` when one is given — or the whole call is refused and nothing is
+//! terminated; IAM grants no more either. Safe to repeat: instances that are already
+//! terminated or that EC2 no longer knows are skipped.
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::executions::ExecutionName;
 use pipeline_core::instance::{DescribedInstance, read_instance_ids};
-use pipeline_core::launch::EXECUTION_TAG;
+use pipeline_core::launch::{EXECUTION_TAG, PipelineStack};
 use pipeline_core::{InstanceId, Payload, PipelineError};
 use serde_json::Value;
 
-/// What to terminate: the `listed` instances (which must all be pipeline workers, and of
+/// What to terminate: the `listed` instances (which must all be workers of `stack`, and of
 /// `execution` when there is one; in the order given) and the execution's `owned` workers,
 /// each once, leaving out those already gone. `described` is what EC2 said of the listed ones;
 /// an ID it does not know is skipped.
 pub fn instances_to_terminate(
+    stack: &PipelineStack,
     execution: Option<&ExecutionName>,
     listed: &[InstanceId],
     described: &[DescribedInstance],
@@ -32,11 +34,11 @@ pub fn instances_to_terminate(
         let Some(instance) = described.iter().find(|instance| &instance.id == id) else {
             continue;
         };
-        if instance.job_kind().is_none() {
+        if !instance.is_worker_of(stack) {
             return Err(PipelineError::invalid_input(
                 format!("instances[{index}]"),
                 format!(
-                    "{id} is not a pipeline worker (it has no JobKind tag of the pipeline); nothing was terminated"
+                    "{id} is not a pipeline worker of stack {stack} (it lacks a JobKind tag of the pipeline or PipelineStack={stack}); nothing was terminated"
                 ),
             ));
         }
@@ -53,7 +55,7 @@ pub fn instances_to_terminate(
         }
         chosen.push(instance);
     }
-    chosen.extend(owned.iter().filter(|instance| instance.job_kind().is_some()));
+    chosen.extend(owned.iter().filter(|instance| instance.is_worker_of(stack)));
     let mut seen = std::collections::HashSet::new();
     Ok(chosen
         .into_iter()
@@ -63,7 +65,7 @@ pub fn instances_to_terminate(
         .collect())
 }
 
-pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, PipelineError> {
+pub async fn handle(ec2: &aws_sdk_ec2::Client, stack: &PipelineStack, event: Value) -> Result<Value, PipelineError> {
     let mut payload = Payload::from_value(event)?;
     let execution = ExecutionName::optional(&payload)?;
     let listed = match payload.get("instances") {
@@ -82,10 +84,10 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
         pipeline_aws::ec2::describe_instances_by_id(ec2, &listed).await?
     };
     let owned = match &execution {
-        Some(execution) => pipeline_aws::ec2::describe_execution_workers(ec2, execution).await?,
+        Some(execution) => pipeline_aws::ec2::describe_execution_workers(ec2, stack, execution).await?,
         None => Vec::new(),
     };
-    let to_terminate = instances_to_terminate(execution.as_ref(), &listed, &described, &owned)?;
+    let to_terminate = instances_to_terminate(stack, execution.as_ref(), &listed, &described, &owned)?;
     if !to_terminate.is_empty() {
         pipeline_aws::ec2::terminate_instances(ec2, &to_terminate).await?;
     }
@@ -100,27 +102,29 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
     Ok(payload.into_value())
 }
 
-/// The deployed function: `handle` with its client.
+/// The deployed function: `handle` with its client and deployment.
 pub struct TerminateInstances {
     ec2: aws_sdk_ec2::Client,
+    stack: PipelineStack,
 }
 
 impl Function for TerminateInstances {
     const NAME: &'static str = "terminate-instances";
-    type Config = ();
+    type Config = PipelineStack;
 
-    fn configuration(_: &impl Source) -> Result<(), PipelineError> {
-        Ok(())
+    fn configuration(source: &impl Source) -> Result<PipelineStack, PipelineError> {
+        pipeline_aws::config::pipeline_stack(source)
     }
 
-    fn new(_: (), sdk_config: &SdkConfig) -> Self {
+    fn new(stack: PipelineStack, sdk_config: &SdkConfig) -> Self {
         TerminateInstances {
             ec2: pipeline_aws::ec2_client(sdk_config),
+            stack,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
-        handle(&self.ec2, event).await
+        handle(&self.ec2, &self.stack, event).await
     }
 }
 
@@ -130,8 +134,19 @@ mod tests {
 
     use super::*;
 
+    fn stack() -> PipelineStack {
+        "hhvm-pipeline".parse().unwrap()
+    }
+
     fn instance(id: &str, state: &str, job: Option<&str>) -> DescribedInstance {
-        let mut tags = vec![("Execution".to_string(), "run-1".to_string())];
+        instance_of("hhvm-pipeline", id, state, job)
+    }
+
+    fn instance_of(stack: &str, id: &str, state: &str, job: Option<&str>) -> DescribedInstance {
+        let mut tags = vec![
+            ("Execution".to_string(), "run-1".to_string()),
+            ("PipelineStack".to_string(), stack.to_string()),
+        ];
         tags.extend(job.map(|job| ("JobKind".to_string(), job.to_string())));
         DescribedInstance {
             id: id.parse().unwrap(),
@@ -157,6 +172,7 @@ mod tests {
             instance("i-00000005", "shutting-down", Some("update-repositories")),
         ];
         let chosen = instances_to_terminate(
+            &stack(),
             Some(&"run-1".parse().unwrap()),
             &ids(&["i-00000001", "i-00000002", "i-00000003", "i-00000004"]),
             &described,
@@ -169,10 +185,16 @@ mod tests {
     #[test]
     fn with_an_execution_only_its_own_workers_may_be_listed() {
         let described = [instance("i-00000001", "running", Some("binary-package"))];
-        let error = instances_to_terminate(Some(&"run-2".parse().unwrap()), &ids(&["i-00000001"]), &described, &[])
-            .unwrap_err();
+        let error = instances_to_terminate(
+            &stack(),
+            Some(&"run-2".parse().unwrap()),
+            &ids(&["i-00000001"]),
+            &described,
+            &[],
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("not of run-2"), "{error}");
-        let by_hand = instances_to_terminate(None, &ids(&["i-00000001"]), &described, &[]).unwrap();
+        let by_hand = instances_to_terminate(&stack(), None, &ids(&["i-00000001"]), &described, &[]).unwrap();
         assert_eq!(by_hand, ids(&["i-00000001"]));
     }
 
@@ -182,14 +204,27 @@ mod tests {
             instance("i-00000001", "running", Some("binary-package")),
             instance("i-00000002", "running", None),
             instance("i-00000003", "running", Some("someone-elses-job")),
+            // Another deployment's worker of an execution of the same name.
+            instance_of("staging-hhvm-pipeline", "i-00000004", "running", Some("binary-package")),
         ];
         for (listed, field) in [
             (&["i-00000001", "i-00000002"][..], "`instances[1]`"),
             (&["i-00000003"][..], "`instances[0]`"),
+            (&["i-00000004"][..], "`instances[0]`"),
         ] {
-            let error = instances_to_terminate(None, &ids(listed), &described, &[]).unwrap_err();
+            let error = instances_to_terminate(&stack(), None, &ids(listed), &described, &[]).unwrap_err();
             assert_eq!(error.error_type(), "InvalidInput");
             assert!(error.to_string().contains(field), "{error}");
         }
+    }
+
+    #[test]
+    fn another_deployments_workers_of_the_same_execution_are_not_owned() {
+        let owned = [
+            instance("i-00000001", "running", Some("binary-package")),
+            instance_of("staging-hhvm-pipeline", "i-00000002", "running", Some("binary-package")),
+        ];
+        let chosen = instances_to_terminate(&stack(), Some(&"run-1".parse().unwrap()), &[], &[], &owned).unwrap();
+        assert_eq!(chosen, ids(&["i-00000001"]));
     }
 }

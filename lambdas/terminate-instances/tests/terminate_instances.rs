@@ -1,7 +1,8 @@
 //! terminate-instances against a real EC2 API (moto) through the real SDK client.
 
 use pipeline_testing::{
-    MotoServer, instance_state, launch_instances, launch_workers_of, unique_name, unreachable_sdk_config,
+    MotoServer, instance_state, launch_instances, launch_workers_in, launch_workers_of, test_stack, unique_name,
+    unreachable_sdk_config,
 };
 use serde_json::json;
 
@@ -25,7 +26,9 @@ async fn running_instances_are_terminated_and_unknown_fields_pass_through() {
     let mut input: serde_json::Value =
         serde_json::from_str(r#"{"distros": ["debian-12-bookworm"], "x": {"y": [null, 3.0]}}"#).unwrap();
     input["instances"] = json!(ids);
-    let output = terminate_instances::handle(&ec2, input.clone()).await.unwrap();
+    let output = terminate_instances::handle(&ec2, &test_stack(), input.clone())
+        .await
+        .unwrap();
 
     assert_eq!(output["terminatedInstances"], json!(ids));
     for id in &ids {
@@ -51,7 +54,7 @@ async fn already_terminated_and_unknown_instances_do_not_fail_it() {
     assert_eq!(instance_state(&ec2, &ids[0]).await, "terminated");
 
     let unknown = "i-0badc0ffee0000002";
-    let output = terminate_instances::handle(&ec2, json!({"instances": [ids[0], unknown, ids[1]]}))
+    let output = terminate_instances::handle(&ec2, &test_stack(), json!({"instances": [ids[0], unknown, ids[1]]}))
         .await
         .unwrap();
     assert_eq!(output["terminatedInstances"], json!([ids[1]]));
@@ -64,8 +67,10 @@ async fn repeating_the_call_is_harmless() {
     let ec2 = ec2().await;
     let ids = launch_workers(&ec2, 1).await;
     let input = json!({"instances": ids});
-    terminate_instances::handle(&ec2, input.clone()).await.unwrap();
-    let again = terminate_instances::handle(&ec2, input).await.unwrap();
+    terminate_instances::handle(&ec2, &test_stack(), input.clone())
+        .await
+        .unwrap();
+    let again = terminate_instances::handle(&ec2, &test_stack(), input).await.unwrap();
     let terminated = again["terminatedInstances"].as_array().unwrap();
     // A second call finds it terminated (skipped) or still shutting down (asked again): never an error.
     assert!(terminated.is_empty() || terminated == &vec![json!(ids[0])], "{again}");
@@ -74,7 +79,7 @@ async fn repeating_the_call_is_harmless() {
 #[tokio::test]
 async fn empty_list_is_a_no_op() {
     let ec2 = pipeline_aws::ec2_client(&unreachable_sdk_config().await);
-    let output = terminate_instances::handle(&ec2, json!({"instances": [], "k": "v"}))
+    let output = terminate_instances::handle(&ec2, &test_stack(), json!({"instances": [], "k": "v"}))
         .await
         .unwrap();
     assert_eq!(output, json!({"instances": [], "k": "v", "terminatedInstances": []}));
@@ -85,7 +90,9 @@ async fn bad_instances_are_invalid_input_and_terminate_nothing() {
     let ec2 = ec2().await;
     let ids = launch_workers(&ec2, 1).await;
     let input = json!({"instances": [ids[0], "i-bad id"]});
-    let error = terminate_instances::handle(&ec2, input).await.unwrap_err();
+    let error = terminate_instances::handle(&ec2, &test_stack(), input)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_type(), "InvalidInput");
     assert!(error.to_string().contains("field `instances[1]`"), "{error}");
     let state = instance_state(&ec2, &ids[0]).await;
@@ -94,7 +101,7 @@ async fn bad_instances_are_invalid_input_and_terminate_nothing() {
         "the valid instance was left alone: {state}"
     );
 
-    let error = terminate_instances::handle(&ec2, json!({"instances": {"a": 1}}))
+    let error = terminate_instances::handle(&ec2, &test_stack(), json!({"instances": {"a": 1}}))
         .await
         .unwrap_err();
     assert!(
@@ -109,7 +116,7 @@ async fn an_executions_workers_are_found_by_their_tag_not_by_the_payload() {
     let execution = unique_name("run");
     let mine = launch_workers_of(&ec2, 2, &execution, "binary-package").await;
     let others = launch_workers(&ec2, 1).await;
-    let output = terminate_instances::handle(&ec2, json!({"executionName": execution}))
+    let output = terminate_instances::handle(&ec2, &test_stack(), json!({"executionName": execution}))
         .await
         .unwrap();
     let mut terminated: Vec<String> = serde_json::from_value(output["terminatedInstances"].clone()).unwrap();
@@ -128,13 +135,42 @@ async fn an_executions_workers_are_found_by_their_tag_not_by_the_payload() {
 }
 
 #[tokio::test]
+async fn another_deployments_workers_of_the_same_execution_are_neither_found_nor_terminated() {
+    let ec2 = ec2().await;
+    let execution = unique_name("nightly");
+    let mine = launch_workers_of(&ec2, 1, &execution, "binary-package").await;
+    let theirs = launch_workers_in(&ec2, "staging-hhvm-pipeline", 1, &execution, "binary-package").await;
+
+    let listed = json!({"executionName": execution, "instances": [theirs[0]]});
+    let error = terminate_instances::handle(&ec2, &test_stack(), listed)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "InvalidInput");
+    assert!(error.to_string().contains("PipelineStack=hhvm-pipeline"), "{error}");
+    for id in [&mine[0], &theirs[0]] {
+        let state = instance_state(&ec2, id).await;
+        assert!(!is_terminating(&state), "a refused call terminated {id}: {state}");
+    }
+
+    let output = terminate_instances::handle(&ec2, &test_stack(), json!({"executionName": execution}))
+        .await
+        .unwrap();
+    assert_eq!(output["terminatedInstances"], json!(mine));
+    assert!(is_terminating(&instance_state(&ec2, &mine[0]).await));
+    let state = instance_state(&ec2, &theirs[0]).await;
+    assert!(!is_terminating(&state), "the other deployment's worker: {state}");
+}
+
+#[tokio::test]
 async fn an_instance_the_pipeline_did_not_launch_is_refused_and_nothing_terminated() {
     let ec2 = ec2().await;
     let execution = unique_name("run");
     let mine = launch_workers_of(&ec2, 1, &execution, "source-tarball").await;
     let foreign = launch_instances(&ec2, 1).await;
     let input = json!({"executionName": execution, "instances": [foreign[0]]});
-    let error = terminate_instances::handle(&ec2, input).await.unwrap_err();
+    let error = terminate_instances::handle(&ec2, &test_stack(), input)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_type(), "InvalidInput");
     assert!(error.to_string().contains("not a pipeline worker"), "{error}");
     for id in [&mine[0], &foreign[0]] {
@@ -146,7 +182,7 @@ async fn an_instance_the_pipeline_did_not_launch_is_refused_and_nothing_terminat
 #[tokio::test]
 async fn without_an_execution_or_a_list_nothing_is_guessed() {
     let ec2 = pipeline_aws::ec2_client(&unreachable_sdk_config().await);
-    let error = terminate_instances::handle(&ec2, json!({"version": "4.168.2"}))
+    let error = terminate_instances::handle(&ec2, &test_stack(), json!({"version": "4.168.2"}))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "InvalidInput");
@@ -156,7 +192,7 @@ async fn without_an_execution_or_a_list_nothing_is_guessed() {
 #[tokio::test]
 async fn unreachable_ec2_is_an_aws_service_error() {
     let ec2 = pipeline_aws::ec2_client(&unreachable_sdk_config().await);
-    let error = terminate_instances::handle(&ec2, json!({"instances": ["i-0123abcd"]}))
+    let error = terminate_instances::handle(&ec2, &test_stack(), json!({"instances": ["i-0123abcd"]}))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "AwsServiceError");

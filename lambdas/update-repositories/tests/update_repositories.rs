@@ -38,6 +38,7 @@ async fn launches_a_configured_worker_and_passes_the_input_through() {
             ("Name", "hhvm-4.168.2-update-repos"),
             ("Version", "4.168.2"),
             ("JobKind", "update-repositories"),
+            ("PipelineStack", "hhvm-pipeline"),
         ],
         prelude: &[
             ("VERSION", "4.168.2"),
