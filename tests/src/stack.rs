@@ -108,6 +108,12 @@ fn workspace_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
+/// A binary of the workspace as the stack builds it (`target/debug/<name>`): the functions,
+/// and `hhvmctl`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    workspace_root().join("target/debug").join(name)
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -235,7 +241,7 @@ impl LocalStack {
             .iter()
             .map(|function| FunctionSpec {
                 name: function.name.clone(),
-                binary: root.join("target/debug").join(&function.name),
+                binary: workspace_binary(&function.name),
                 environment: function.environment.clone().into_iter().collect(),
             })
             .collect();
@@ -358,17 +364,25 @@ impl LocalStack {
         &self.settings
     }
 
-    /// Lines of `export NAME=value` for a shell that talks to the stack with the AWS CLI.
-    pub fn shell_exports(&self) -> String {
-        let values = [
+    /// The environment of a client of the stack (the AWS CLI, `hhvmctl`): its endpoints,
+    /// credentials and region, by the standard variables.
+    pub fn client_environment(&self) -> Vec<(&'static str, String)> {
+        vec![
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_ENDPOINT_URL_LAMBDA", self.lambda_endpoint()),
             ("AWS_ACCESS_KEY_ID", "testing".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
             ("AWS_DEFAULT_REGION", REGION.to_string()),
             ("AWS_REGION", REGION.to_string()),
-        ];
-        values.iter().map(|(k, v)| format!("export {k}={v}\n")).collect()
+        ]
+    }
+
+    /// Lines of `export NAME=value` for a shell that talks to the stack with the AWS CLI.
+    pub fn shell_exports(&self) -> String {
+        self.client_environment()
+            .iter()
+            .map(|(k, v)| format!("export {k}={v}\n"))
+            .collect()
     }
 
     /// The deployed function names.

@@ -1,0 +1,568 @@
+//! Each command: the AWS calls it makes (small functions taking their clients) around the pure
+//! pieces of `requests` and `status`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use aws_sdk_lambda::primitives::Blob;
+use pipeline_core::layout::{JobKind, log_prefix};
+use pipeline_core::{Distro, Version};
+use serde_json::{Value, json};
+
+use crate::args::{Cli, Command, FollowArgs};
+use crate::deployment::{Deployment, discover};
+use crate::error::{CliError, CliResult};
+use crate::history::{Event, execution_history};
+use crate::requests::{self, StartRequest};
+use crate::status::{ExecutionView, Line, Progress, render};
+
+/// The clients every command may use, from one SDK configuration.
+pub struct Clients {
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    pub fn new(config: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            cloudformation: aws_sdk_cloudformation::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
+            lambda: aws_sdk_lambda::Client::new(config),
+            s3: pipeline_aws::s3_client(config),
+        }
+    }
+}
+
+/// Runs the command line's command.
+pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "hhvmctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    let deployment = discover(&clients.cloudformation, &cli.stack).await?;
+    let now = chrono::Utc::now();
+    let json = cli.json;
+    match cli.command {
+        Command::Build {
+            version,
+            distros,
+            force,
+            polling,
+            follow,
+        } => {
+            let request = requests::build(&version, &distros, force, polling.polling(), now)?;
+            start(clients, &deployment, request, &follow, json).await
+        }
+        Command::Release {
+            versions,
+            polling,
+            follow,
+        } => {
+            start(
+                clients,
+                &deployment,
+                requests::release(&versions, polling.polling(), now)?,
+                &follow,
+                json,
+            )
+            .await
+        }
+        Command::Publish {
+            version,
+            distros,
+            polling,
+            follow,
+        } => {
+            let request = requests::publish(&version, &distros, polling.polling(), now)?;
+            start(clients, &deployment, request, &follow, json).await
+        }
+        Command::Nightly { force, follow } => nightly(clients, &deployment, force, &follow, json).await,
+        Command::Reindex => {
+            let answer = invoke_function(clients, &deployment, "create-s3-index-html", json!({})).await?;
+            print_json(&answer);
+            Ok(())
+        }
+        Command::Status {
+            target,
+            watch,
+            interval,
+        } => status(clients, &deployment, &target, watch, interval, json).await,
+        Command::Logs {
+            version,
+            distro,
+            update,
+        } => logs(clients, &deployment, &version, distro.as_deref(), update).await,
+        Command::Rerun { execution, follow } => {
+            let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
+            let described = describe(&clients.sfn, &arn).await?;
+            let machine = deployment.machine_of_execution(&arn).ok_or_else(|| {
+                CliError::NotFound(format!("{arn} is not an execution of stack {}", deployment.stack))
+            })?;
+            let machine: &'static str = machine_name(machine)?;
+            let input: Value = serde_json::from_str(described.input().unwrap_or("{}"))
+                .map_err(|error| CliError::Failed(format!("the input of {arn} is not JSON: {error}")))?;
+            let request = StartRequest {
+                machine,
+                name: requests::rerun_name(described.name().unwrap_or("execution"), now),
+                input,
+            };
+            start(clients, &deployment, request, &follow, json).await
+        }
+        Command::Redrive { execution, follow } => {
+            let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
+            clients
+                .sfn
+                .redrive_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+                .map_err(|error| CliError::aws("Step Functions RedriveExecution", error))?;
+            eprintln!("redriving {arn}");
+            follow_or_detach(clients, &deployment, &arn, &follow, json).await
+        }
+        Command::Invoke { function, payload } => {
+            let payload = read_payload(&payload)?;
+            let answer = invoke_function(clients, &deployment, &function, payload).await?;
+            print_json(&answer);
+            Ok(())
+        }
+        Command::History { execution, state } => {
+            let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
+            let events = execution_history(&clients.sfn, &arn).await?;
+            print_history(&events, state.as_deref(), json)
+        }
+        Command::Completions { .. } => unreachable!("handled before the stack is read"),
+    }
+}
+
+/// The `'static` name of one of the pipeline's machines.
+fn machine_name(name: &str) -> CliResult<&'static str> {
+    const MACHINES: [&str; 4] = [
+        "hhvm-build",
+        "hhvm-publish-release",
+        "hhvm-build-and-publish",
+        "hhvm-build-and-publish-multi",
+    ];
+    MACHINES
+        .into_iter()
+        .find(|machine| *machine == name)
+        .ok_or_else(|| CliError::NotFound(format!("{name} is not one of the pipeline's machines")))
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// `--payload`: JSON, or `@FILE` holding it.
+fn read_payload(text: &str) -> CliResult<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| CliError::BadArgument(format!("--payload @{path}: {error}")))?,
+        None => text.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|error| CliError::BadArgument(format!("--payload is not JSON: {error}")))
+}
+
+/// Starts `request`'s execution and follows it (or returns at once with `--detach`).
+async fn start(
+    clients: &Clients,
+    deployment: &Deployment,
+    request: StartRequest,
+    follow: &FollowArgs,
+    json: bool,
+) -> CliResult<()> {
+    let machine_arn = deployment.machine(request.machine)?;
+    let started = clients
+        .sfn
+        .start_execution()
+        .state_machine_arn(machine_arn)
+        .name(&request.name)
+        .input(request.input.to_string())
+        .send()
+        .await
+        .map_err(|error| CliError::aws("Step Functions StartExecution", error))?;
+    let arn = started.execution_arn().to_string();
+    eprintln!("started {} {} with {}", request.machine, request.name, request.input);
+    follow_or_detach(clients, deployment, &arn, follow, json).await
+}
+
+async fn follow_or_detach(
+    clients: &Clients,
+    deployment: &Deployment,
+    arn: &str,
+    follow: &FollowArgs,
+    json: bool,
+) -> CliResult<()> {
+    if follow.detach {
+        if json {
+            print_json(&json!({"executionArn": arn}));
+        } else {
+            println!("{arn}");
+        }
+        return Ok(());
+    }
+    let view = watch(clients, deployment, arn, follow.interval).await?;
+    finish(&view, json)
+}
+
+/// Prints the final view and turns a failed run into exit status 1.
+fn finish(view: &ExecutionView, json: bool) -> CliResult<()> {
+    if json {
+        print_json(&serde_json::to_value(view).unwrap_or(Value::Null));
+    } else {
+        print!("{}", render(view, now_seconds()));
+    }
+    if view.succeeded() {
+        Ok(())
+    } else {
+        let failure = view.failure.as_ref();
+        Err(CliError::Failed(format!(
+            "{} {}: {} at {}; `hhvmctl status {}` shows it again, `hhvmctl rerun {}` starts it again (finished work is skipped)",
+            view.name,
+            view.status,
+            failure.and_then(|f| f.error.as_deref()).unwrap_or("(no error)"),
+            failure.and_then(|f| f.step.as_deref()).unwrap_or("(no step)"),
+            view.name,
+            view.name
+        )))
+    }
+}
+
+fn now_seconds() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+async fn describe(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> CliResult<aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput> {
+    sfn.describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map_err(|error| {
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist())
+            {
+                CliError::NotFound(format!("no execution {arn}"))
+            } else {
+                CliError::aws("Step Functions DescribeExecution", error)
+            }
+        })
+}
+
+/// An execution given by ARN, or by name (looked for under each of the stack's machines).
+pub async fn find_execution(sfn: &aws_sdk_sfn::Client, deployment: &Deployment, execution: &str) -> CliResult<String> {
+    if execution.starts_with("arn:") {
+        describe(sfn, execution).await?;
+        return Ok(execution.to_string());
+    }
+    for machine_arn in deployment.machines.values() {
+        let Some(arn) = pipeline_aws::sfn::execution_arn(machine_arn, execution) else {
+            continue;
+        };
+        match describe(sfn, &arn).await {
+            Ok(_) => return Ok(arn),
+            Err(CliError::NotFound(_)) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(CliError::NotFound(format!(
+        "no execution named {execution} in stack {} ({}); give its ARN, or see the Step Functions console",
+        deployment.stack,
+        deployment.machines.keys().cloned().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// The view of execution `arn` and, recursively, its children.
+pub async fn load_view(clients: &Clients, deployment: &Deployment, arn: &str) -> CliResult<ExecutionView> {
+    let mut pending = vec![arn.to_string()];
+    let mut views: Vec<ExecutionView> = Vec::new();
+    // Breadth first, then assembled bottom-up: children are views of their own.
+    while let Some(next) = pending.pop() {
+        let events = execution_history(&clients.sfn, &next).await?;
+        let machine = deployment.machine_of_execution(&next).unwrap_or("execution");
+        let view = ExecutionView::from_history(&next, machine, &events, deployment.scratch_bucket.as_deref());
+        pending.extend(view.child_arns.iter().rev().cloned());
+        views.push(view);
+    }
+    Ok(assemble(&views, arn))
+}
+
+fn assemble(views: &[ExecutionView], arn: &str) -> ExecutionView {
+    let mut view = views
+        .iter()
+        .find(|view| view.arn == arn)
+        .cloned()
+        .expect("every ARN asked for was loaded");
+    for child in view.child_arns.clone() {
+        if views.iter().any(|v| v.arn == child) {
+            view.add_child(assemble(views, &child));
+        }
+    }
+    view
+}
+
+/// Follows `arn` until it and its children have ended, showing the view as it changes: on a
+/// terminal one live line per phase and worker; otherwise a plain line for each change.
+async fn watch(clients: &Clients, deployment: &Deployment, arn: &str, interval: u64) -> CliResult<ExecutionView> {
+    let mut display = Display::new();
+    loop {
+        let view = load_view(clients, deployment, arn).await?;
+        display.show(&crate::status::lines(&view, now_seconds()));
+        if view.is_over() {
+            display.finish();
+            return Ok(view);
+        }
+        tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
+    }
+}
+
+/// Progress on stderr.
+struct Display {
+    live: Option<indicatif::MultiProgress>,
+    bars: Vec<(String, indicatif::ProgressBar)>,
+    shown: std::collections::BTreeMap<String, String>,
+}
+
+impl Display {
+    fn new() -> Display {
+        let live = std::io::stderr().is_terminal().then(indicatif::MultiProgress::new);
+        Display {
+            live,
+            bars: Vec::new(),
+            shown: Default::default(),
+        }
+    }
+
+    fn show(&mut self, lines: &[Line]) {
+        for line in lines {
+            let text = format!("{}{}", "  ".repeat(line.depth), line.text);
+            match &self.live {
+                Some(live) => {
+                    let position = self.bars.iter().position(|(key, _)| key == &line.key);
+                    let bar = match position {
+                        Some(index) => self.bars[index].1.clone(),
+                        None => {
+                            let bar = live.add(indicatif::ProgressBar::new_spinner());
+                            self.bars.push((line.key.clone(), bar.clone()));
+                            bar
+                        }
+                    };
+                    bar.set_message(text);
+                    if line.progress == Progress::Running {
+                        bar.enable_steady_tick(Duration::from_millis(250));
+                    } else {
+                        bar.disable_steady_tick();
+                        bar.tick();
+                    }
+                }
+                None => {
+                    if self.shown.get(&line.key) != Some(&line.news) {
+                        eprintln!("{text}");
+                        self.shown.insert(line.key.clone(), line.news.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for (_, bar) in &self.bars {
+            bar.finish();
+        }
+        if let Some(live) = &self.live {
+            let _ = live.clear();
+        }
+    }
+}
+
+async fn status(
+    clients: &Clients,
+    deployment: &Deployment,
+    target: &str,
+    watching: bool,
+    interval: u64,
+    json: bool,
+) -> CliResult<()> {
+    if let Ok(version) = target.parse::<Version>() {
+        // A version: what the pipeline's own check says of it (markers, the signed index).
+        let answer = invoke_function(
+            clients,
+            deployment,
+            "hhvm-get-build-status",
+            json!({"version": version.to_string()}),
+        )
+        .await?;
+        print_json(&answer);
+        return Ok(());
+    }
+    let arn = find_execution(&clients.sfn, deployment, target).await?;
+    let view = if watching {
+        watch(clients, deployment, &arn, interval).await?
+    } else {
+        load_view(clients, deployment, &arn).await?
+    };
+    if json {
+        print_json(&serde_json::to_value(&view).unwrap_or(Value::Null));
+    } else {
+        print!("{}", render(&view, now_seconds()));
+    }
+    Ok(())
+}
+
+/// Invokes a function of the stack; a function error is a failure showing its `errorType` and
+/// message.
+async fn invoke_function(
+    clients: &Clients,
+    deployment: &Deployment,
+    function: &str,
+    payload: Value,
+) -> CliResult<Value> {
+    let name = deployment.function(function)?;
+    let answer = clients
+        .lambda
+        .invoke()
+        .function_name(name)
+        .payload(Blob::new(payload.to_string()))
+        .send()
+        .await
+        .map_err(|error| CliError::aws("Lambda Invoke", error))?;
+    let body = answer.payload().map(|blob| blob.as_ref().to_vec()).unwrap_or_default();
+    let value: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if answer.function_error().is_some() {
+        let error_type = value
+            .get("errorType")
+            .and_then(Value::as_str)
+            .unwrap_or("(no errorType)");
+        let message = value.get("errorMessage").and_then(Value::as_str).unwrap_or("");
+        return Err(CliError::Failed(format!("{name} failed: {error_type}: {message}")));
+    }
+    Ok(value)
+}
+
+async fn nightly(
+    clients: &Clients,
+    deployment: &Deployment,
+    force: bool,
+    follow: &FollowArgs,
+    json: bool,
+) -> CliResult<()> {
+    let answer = invoke_function(
+        clients,
+        deployment,
+        "hhvm-start-nightly",
+        requests::nightly_event(force),
+    )
+    .await?;
+    match answer.get("executionArn").and_then(Value::as_str) {
+        Some(arn) => {
+            eprintln!(
+                "nightly {} started as {}",
+                answer["version"].as_str().unwrap_or("?"),
+                answer["executionName"].as_str().unwrap_or(arn)
+            );
+            follow_or_detach(clients, deployment, arn, follow, json).await
+        }
+        None => {
+            // Skipped: the source has not moved since the last published nightly.
+            print_json(&answer);
+            Ok(())
+        }
+    }
+}
+
+/// Prints the newest log of a job (a distro's build, the source tarball, the repository update).
+async fn logs(
+    clients: &Clients,
+    deployment: &Deployment,
+    version: &str,
+    distro: Option<&str>,
+    update: bool,
+) -> CliResult<()> {
+    let version: Version = version.parse()?;
+    let distro: Option<Distro> = distro
+        .map(str::parse)
+        .transpose()
+        .map_err(|error| CliError::BadArgument(format!("--distro: {error}")))?;
+    let job = match (&distro, update) {
+        (Some(_), _) => JobKind::BinaryPackage,
+        (None, true) => JobKind::UpdateRepositories,
+        (None, false) => JobKind::SourceTarball,
+    };
+    let bucket = deployment.scratch_bucket()?;
+    let prefix = log_prefix(&version, job, distro.as_ref());
+    let objects = pipeline_aws::s3::list_objects(&clients.s3, bucket, Some(&prefix))
+        .collect_all()
+        .await?;
+    let Some(newest) = objects.iter().max_by(|a, b| a.last_modified.cmp(&b.last_modified)) else {
+        return Err(CliError::NotFound(format!(
+            "no log under s3://{bucket}/{prefix}: the worker has not uploaded one yet (it does when its script ends)"
+        )));
+    };
+    let unusable = |error: String| CliError::Failed(format!("s3://{bucket}/{}: {error}", newest.key));
+    let location = pipeline_core::S3Location {
+        bucket: bucket.parse().map_err(unusable)?,
+        path: newest.key.parse().map_err(unusable)?,
+    };
+    let Some(body) = pipeline_aws::s3::get_object_bytes(&clients.s3, &location).await? else {
+        return Err(CliError::NotFound(format!("s3://{bucket}/{} is gone", newest.key)));
+    };
+    eprintln!("s3://{bucket}/{}", newest.key);
+    print!("{}", String::from_utf8_lossy(&body));
+    Ok(())
+}
+
+/// `history`: each state's entries with input and output (or one state's).
+fn print_history(events: &[Event], state: Option<&str>, json: bool) -> CliResult<()> {
+    let chosen: Vec<&Event> = events
+        .iter()
+        .filter(|event| state.is_none_or(|state| event.state.as_deref() == Some(state)))
+        .filter(|event| {
+            state.is_some()
+                || event.is_state_entered()
+                || event.is_state_exited()
+                || event.ends_execution()
+                || event.error.is_some()
+        })
+        .collect();
+    if let Some(state) = state
+        && chosen.is_empty()
+    {
+        let mut entered: Vec<&str> = events
+            .iter()
+            .filter(|event| event.is_state_entered())
+            .filter_map(|event| event.state.as_deref())
+            .collect();
+        entered.dedup();
+        return Err(CliError::NotFound(format!(
+            "the execution never entered a state named {state:?}; it entered: {}",
+            entered.join(", ")
+        )));
+    }
+    if json {
+        print_json(&serde_json::to_value(&chosen).unwrap_or(Value::Null));
+        return Ok(());
+    }
+    for event in chosen {
+        let what = event.state.as_deref().unwrap_or("");
+        println!("#{} {} {what}", event.id, event.kind);
+        for (label, value) in [("input", &event.input), ("output", &event.output)] {
+            if let Some(value) = value {
+                println!("  {label}: {value}");
+            }
+        }
+        if let Some(error) = &event.error {
+            println!("  error: {error}: {}", event.cause.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Execution histories: each event as a plain record (the SDK's event types have no
+//! serialisation), read with the SDK's paginator. `history --json` prints these records, the
+//! status view is computed from them, and its snapshot tests replay recorded ones.
+
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::types::HistoryEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{CliError, CliResult};
+
+/// One history event: what the status view and `history` read of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: i64,
+    /// Step Functions' event type (`TaskStateEntered`, `ExecutionFailed`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp: f64,
+    /// The state entered or exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The state's or execution's input (JSON, parsed when it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// A JSON text as JSON, or as a string when it is not JSON.
+fn document(text: Option<&str>) -> Option<Value> {
+    text.map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+}
+
+impl Event {
+    pub fn from_sdk(event: &HistoryEvent) -> Event {
+        let mut record = Event {
+            id: event.id(),
+            kind: event.r#type().as_str().to_string(),
+            timestamp: event.timestamp().as_secs_f64(),
+            state: None,
+            input: None,
+            output: None,
+            error: None,
+            cause: None,
+        };
+        let mut failure = |error: Option<&str>, cause: Option<&str>| {
+            record.error = error.map(str::to_string);
+            record.cause = cause.map(str::to_string);
+        };
+        if let Some(d) = event.execution_failed_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.execution_timed_out_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.execution_aborted_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.lambda_function_failed_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.lambda_function_timed_out_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.lambda_function_start_failed_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.lambda_function_schedule_failed_event_details() {
+            failure(d.error(), d.cause());
+        } else if let Some(d) = event.task_failed_event_details() {
+            failure(d.error(), d.cause());
+        }
+        if let Some(d) = event.state_entered_event_details() {
+            record.state = Some(d.name().to_string());
+            record.input = document(d.input());
+        } else if let Some(d) = event.state_exited_event_details() {
+            record.state = Some(d.name().to_string());
+            record.output = document(d.output());
+        } else if let Some(d) = event.execution_started_event_details() {
+            record.input = document(d.input());
+        } else if let Some(d) = event.execution_succeeded_event_details() {
+            record.output = document(d.output());
+        } else if let Some(d) = event.lambda_function_succeeded_event_details() {
+            record.output = document(d.output());
+        }
+        record
+    }
+
+    pub fn is(&self, kind: &str) -> bool {
+        self.kind == kind
+    }
+
+    /// A state's entry (`TaskStateEntered`, `WaitStateEntered`, …).
+    pub fn is_state_entered(&self) -> bool {
+        self.kind.ends_with("StateEntered")
+    }
+
+    pub fn is_state_exited(&self) -> bool {
+        self.kind.ends_with("StateExited")
+    }
+
+    /// An event that ends the execution.
+    pub fn ends_execution(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "ExecutionSucceeded" | "ExecutionFailed" | "ExecutionTimedOut" | "ExecutionAborted"
+        )
+    }
+}
+
+/// Every event of execution `arn`, oldest first.
+pub async fn execution_history(sfn: &Client, arn: &str) -> CliResult<Vec<Event>> {
+    let mut pages = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    let mut events = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|error| CliError::aws("Step Functions GetExecutionHistory", error))?;
+        events.extend(page.events().iter().map(Event::from_sdk));
+    }
+    // moto ignores `reverseOrder`, AWS answers oldest first by default: order by ID either way.
+    events.sort_by_key(|event| event.id);
+    Ok(events)
+}

@@ -1,0 +1,249 @@
+//! What each starting command asks of the pipeline: the machine, its input and a readable
+//! execution name. Versions and distros are parsed here, so a typo is refused before anything
+//! starts (the machines' first step refuses it too, but only after an execution exists).
+
+use chrono::{DateTime, Utc};
+use pipeline_core::{Distro, PipelineError, Version};
+use serde_json::{Value, json};
+
+/// An execution to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRequest {
+    /// The machine, by its name without the stack's prefix.
+    pub machine: &'static str,
+    pub name: String,
+    pub input: Value,
+}
+
+/// The input's poll settings, when given (the machines validate their range).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Polling {
+    pub interval_seconds: Option<u32>,
+    pub limit: Option<u32>,
+}
+
+impl Polling {
+    fn add_to(self, input: &mut Value) {
+        if let Some(seconds) = self.interval_seconds {
+            input["pollIntervalSeconds"] = json!(seconds);
+        }
+        if let Some(limit) = self.limit {
+            input["pollLimit"] = json!(limit);
+        }
+    }
+}
+
+/// Step Functions' limit on execution names.
+const NAME_LIMIT: usize = 80;
+
+/// `<what>-<UTC time>`: sorts by start, says what ran, and is new on every start, so that a
+/// second build of the same version is a new execution (its launches and children are keyed by
+/// the name; finished work is still skipped by the success markers).
+fn execution_name(what: &str, now: DateTime<Utc>) -> String {
+    let stamp = now.format("%Y%m%d-%H%M%S").to_string();
+    let room = NAME_LIMIT - stamp.len() - 1;
+    let what: String = what.chars().take(room).collect();
+    format!("{what}-{stamp}")
+}
+
+fn versions(texts: &[String]) -> Result<Vec<Version>, PipelineError> {
+    texts.iter().map(|text| text.parse()).collect()
+}
+
+fn distros(texts: &[String]) -> Result<Vec<Distro>, PipelineError> {
+    let mut parsed: Vec<Distro> = Vec::new();
+    for text in texts {
+        let distro: Distro = text
+            .parse()
+            .map_err(|error: String| PipelineError::invalid_input("distros", error))?;
+        if !parsed.contains(&distro) {
+            parsed.push(distro);
+        }
+    }
+    Ok(parsed)
+}
+
+/// `hhvm-build` for `version`: every distro of its branch, or `distros`; `force` rebuilds those
+/// that already have a success marker.
+pub fn build(
+    version: &str,
+    distro_names: &[String],
+    force: bool,
+    polling: Polling,
+    now: DateTime<Utc>,
+) -> Result<StartRequest, PipelineError> {
+    let version: Version = version.parse()?;
+    let distros = distros(distro_names)?;
+    let mut input = json!({"version": version.to_string()});
+    let mut what = format!("build-{version}");
+    if !distros.is_empty() {
+        input["distros"] = json!(distros.iter().map(Distro::as_str).collect::<Vec<_>>());
+        if let [only] = distros.as_slice() {
+            what.push_str(&format!("-{only}"));
+        }
+    }
+    if force {
+        input["force"] = json!(true);
+    }
+    polling.add_to(&mut input);
+    Ok(StartRequest {
+        machine: "hhvm-build",
+        name: execution_name(&what, now),
+        input,
+    })
+}
+
+/// `hhvm-build-and-publish-multi` for several versions.
+pub fn release(version_texts: &[String], polling: Polling, now: DateTime<Utc>) -> Result<StartRequest, PipelineError> {
+    let versions = versions(version_texts)?;
+    let what = match versions.as_slice() {
+        [only] => format!("release-{only}"),
+        [first, rest @ ..] => format!("release-{first}-and-{}-more", rest.len()),
+        [] => return Err(PipelineError::invalid_input("versions", "give at least one version")),
+    };
+    let mut input = json!({"versions": versions.iter().map(ToString::to_string).collect::<Vec<_>>()});
+    polling.add_to(&mut input);
+    Ok(StartRequest {
+        machine: "hhvm-build-and-publish-multi",
+        name: execution_name(&what, now),
+        input,
+    })
+}
+
+/// `hhvm-publish-release` for a built version.
+pub fn publish(
+    version: &str,
+    distro_names: &[String],
+    polling: Polling,
+    now: DateTime<Utc>,
+) -> Result<StartRequest, PipelineError> {
+    let version: Version = version.parse()?;
+    let distros = distros(distro_names)?;
+    let mut input = json!({"version": version.to_string()});
+    if !distros.is_empty() {
+        input["distros"] = json!(distros.iter().map(Distro::as_str).collect::<Vec<_>>());
+    }
+    polling.add_to(&mut input);
+    Ok(StartRequest {
+        machine: "hhvm-publish-release",
+        name: execution_name(&format!("publish-{version}"), now),
+        input,
+    })
+}
+
+/// The event `hhvm-start-nightly` is invoked with: the schedule's, as a hand invocation may
+/// give it (no `time`: today, UTC).
+pub fn nightly_event(force: bool) -> Value {
+    json!({"detail-type": "Scheduled Event", "source": "hhvmctl", "detail": {"force": force}})
+}
+
+/// A rerun of an execution: the same input under a new name, `<name>-rerun-<time>`, cut to
+/// fit (an earlier rerun's suffix is replaced, not stacked).
+pub fn rerun_name(execution_name: &str, now: DateTime<Utc>) -> String {
+    let base = execution_name.split("-rerun-").next().unwrap_or(execution_name);
+    self::execution_name(&format!("{base}-rerun"), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 1, 30, 5).unwrap()
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_build_names_its_version_and_single_distro() {
+        let request = build(
+            "4.168.2",
+            &strings(&["ubuntu-24.04-noble"]),
+            true,
+            Polling::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(request.machine, "hhvm-build");
+        assert_eq!(request.name, "build-4.168.2-ubuntu-24.04-noble-20261202-013005");
+        assert_eq!(
+            request.input,
+            json!({"version": "4.168.2", "distros": ["ubuntu-24.04-noble"], "force": true})
+        );
+        let all = build("2026.12.02", &[], false, Polling::default(), now()).unwrap();
+        assert_eq!(all.input, json!({"version": "2026.12.02"}));
+        assert_eq!(all.name, "build-2026.12.02-20261202-013005");
+    }
+
+    #[test]
+    fn repeated_distros_count_once_and_bad_ones_are_refused_before_anything_starts() {
+        let request = build(
+            "4.168.2",
+            &strings(&["debian-12-bookworm", "debian-12-bookworm"]),
+            false,
+            Polling::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(request.input["distros"], json!(["debian-12-bookworm"]));
+        for (version, distros) in [
+            ("4.168", vec![]),
+            ("4.168.2; id", vec![]),
+            ("4.168.2", strings(&["../x"])),
+        ] {
+            let error = build(version, &distros, false, Polling::default(), now()).unwrap_err();
+            assert!(
+                matches!(error.error_type(), "InvalidVersion" | "InvalidInput"),
+                "{version}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_release_of_several_versions_is_named_by_the_first() {
+        let polling = Polling {
+            interval_seconds: Some(5),
+            limit: None,
+        };
+        let request = release(&strings(&["4.168.2", "4.167.5", "4.166.9"]), polling, now()).unwrap();
+        assert_eq!(request.machine, "hhvm-build-and-publish-multi");
+        assert_eq!(request.name, "release-4.168.2-and-2-more-20261202-013005");
+        assert_eq!(
+            request.input,
+            json!({"versions": ["4.168.2", "4.167.5", "4.166.9"], "pollIntervalSeconds": 5})
+        );
+        assert!(release(&[], Polling::default(), now()).is_err());
+    }
+
+    #[test]
+    fn names_fit_step_functions_and_reruns_do_not_stack_suffixes() {
+        let long = "x".repeat(100);
+        let name = rerun_name(&long, now());
+        assert_eq!(name.len(), 80);
+        assert!(name.ends_with("-20261202-013005"));
+        let first = rerun_name("release-4.168.2-20261201-000000", now());
+        assert_eq!(first, "release-4.168.2-20261201-000000-rerun-20261202-013005");
+        assert_eq!(
+            rerun_name(&first, now()),
+            "release-4.168.2-20261201-000000-rerun-20261202-013005"
+        );
+        for name in [first, name] {
+            assert!(
+                name.parse::<pipeline_core::executions::ExecutionName>().is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_publish_and_a_nightly_say_what_they_ask() {
+        let request = publish("4.168.2", &[], Polling::default(), now()).unwrap();
+        assert_eq!(request.machine, "hhvm-publish-release");
+        assert_eq!(request.input, json!({"version": "4.168.2"}));
+        assert_eq!(nightly_event(true)["detail"], json!({"force": true}));
+    }
+}

@@ -1,0 +1,94 @@
+//! `hhvmctl redrive` at the SDK boundary: the emulator has no redrive, so Step Functions'
+//! answers are `aws-smithy-mocks` rules, and what is checked is the call the command makes.
+
+use aws_sdk_cloudformation::types::{Output, Stack, StackStatus};
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_smithy_mocks::{Rule, mock};
+use aws_smithy_types::DateTime;
+use clap::Parser;
+use hhvmctl::commands::{Clients, run};
+use hhvmctl::{Cli, CliError};
+use pipeline_testing::mocked_client;
+use pipeline_testing::mocks::{http_response, match_any};
+
+const MACHINE: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:hhvm-build";
+const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build:failed-run";
+
+/// The clients of a stack named hhvm-pipeline with one machine, Step Functions answering with
+/// `sfn_rules`; nothing is sent anywhere.
+fn clients(sfn_rules: &[&Rule]) -> Clients {
+    let stack = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
+        let stack = Stack::builder()
+            .stack_name("hhvm-pipeline")
+            .creation_time(DateTime::from_secs(0))
+            .stack_status(StackStatus::CreateComplete)
+            .outputs(
+                Output::builder()
+                    .output_key("BuildStateMachineArn")
+                    .output_value(MACHINE)
+                    .build(),
+            )
+            .build();
+        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput::builder()
+            .stacks(stack)
+            .build()
+    });
+    Clients {
+        cloudformation: mocked_client!(aws_sdk_cloudformation, match_any(&[&stack])),
+        sfn: mocked_client!(aws_sdk_sfn, match_any(sfn_rules)),
+        lambda: mocked_client!(aws_sdk_lambda, match_any(&[])),
+        s3: mocked_client!(aws_sdk_s3, match_any(&[])),
+    }
+}
+
+fn described() -> Rule {
+    mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(|request| request.execution_arn() == Some(EXECUTION))
+        .then_output(|| {
+            aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput::builder()
+                .execution_arn(EXECUTION)
+                .state_machine_arn(MACHINE)
+                .status(ExecutionStatus::Failed)
+                .start_date(DateTime::from_secs(0))
+                .build()
+                .expect("a described execution")
+        })
+}
+
+#[tokio::test]
+async fn a_failed_execution_given_by_name_is_redriven_by_its_arn() {
+    let described = described();
+    let redriven = mock!(aws_sdk_sfn::Client::redrive_execution)
+        .match_requests(|request| request.execution_arn() == Some(EXECUTION))
+        .then_output(|| {
+            aws_sdk_sfn::operation::redrive_execution::RedriveExecutionOutput::builder()
+                .redrive_date(DateTime::from_secs(60))
+                .build()
+                .expect("a redrive answer")
+        });
+    let cli = Cli::parse_from(["hhvmctl", "redrive", "failed-run", "--detach"]);
+    run(cli, &clients(&[&described, &redriven]))
+        .await
+        .expect("the redrive is asked for");
+    assert_eq!(redriven.num_calls(), 1, "RedriveExecution with the execution's ARN");
+}
+
+#[tokio::test]
+async fn a_refused_redrive_is_an_aws_error_that_says_why() {
+    let described = described();
+    // Step Functions' own answer for an execution it cannot redrive (awsJson1_0).
+    let refused = mock!(aws_sdk_sfn::Client::redrive_execution).then_http_response(|| {
+        http_response(
+            400,
+            r#"{"__type":"ExecutionNotRedrivable","message":"Execution is RUNNING and cannot be redriven"}"#,
+        )
+    });
+    let cli = Cli::parse_from(["hhvmctl", "redrive", EXECUTION, "--detach"]);
+    let error = run(cli, &clients(&[&described, &refused])).await.unwrap_err();
+    assert!(matches!(error, CliError::Aws { .. }), "{error:?}");
+    assert!(error.to_string().contains("cannot be redriven"), "{error}");
+    assert_eq!(
+        format!("{:?}", error.exit_code()),
+        format!("{:?}", std::process::ExitCode::from(4))
+    );
+}

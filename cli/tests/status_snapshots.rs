@@ -1,0 +1,158 @@
+//! The status view of recorded execution histories (from local-stack runs, each event trimmed
+//! to the fields the view reads), against their snapshots in `tests/snapshots/`: the text an
+//! operator sees and the `--json` document. `UPDATE_SNAPSHOTS=1 cargo test -p hhvmctl` rewrites
+//! them after a deliberate change; review the diff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hhvmctl::history::Event;
+use hhvmctl::status::{ExecutionView, Progress, render};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Record {
+    execution: String,
+    machine: String,
+    event: Event,
+}
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+/// The view of the first execution of a recording, its children assembled under it.
+fn replay(name: &str) -> ExecutionView {
+    let path = fixture_dir().join("fixtures").join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let mut order: Vec<String> = Vec::new();
+    let mut histories: BTreeMap<String, (String, Vec<Event>)> = BTreeMap::new();
+    for line in text.lines() {
+        let record: Record = serde_json::from_str(line).unwrap_or_else(|error| panic!("{name}: {error}: {line}"));
+        if !histories.contains_key(&record.execution) {
+            order.push(record.execution.clone());
+        }
+        histories
+            .entry(record.execution)
+            .or_insert_with(|| (record.machine, Vec::new()))
+            .1
+            .push(record.event);
+    }
+    let views: BTreeMap<String, ExecutionView> = histories
+        .iter()
+        .map(|(arn, (machine, events))| {
+            (
+                arn.clone(),
+                ExecutionView::from_history(arn, machine, events, Some("hhvm-scratch")),
+            )
+        })
+        .collect();
+    assemble(&views, &order[0])
+}
+
+fn assemble(views: &BTreeMap<String, ExecutionView>, arn: &str) -> ExecutionView {
+    let mut view = views[arn].clone();
+    for child in view.child_arns.clone() {
+        if views.contains_key(&child) {
+            view.add_child(assemble(views, &child));
+        }
+    }
+    view
+}
+
+/// Compares `actual` with the snapshot `name`, or writes it under UPDATE_SNAPSHOTS=1.
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = fixture_dir().join("snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).expect("write the snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from its snapshot (UPDATE_SNAPSHOTS=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+fn snapshot_of(view: &ExecutionView) -> String {
+    // Every execution of a recording has ended: the time passed for `now` changes nothing.
+    let text = render(view, view.ended_at.unwrap_or_default());
+    let document = serde_json::to_string_pretty(view).expect("a view serialises");
+    format!("{text}\n{document}\n")
+}
+
+#[test]
+fn a_failed_distro_shows_the_failed_step_its_cause_and_its_log() {
+    let view = replay("failed-distro");
+    assert_eq!(view.status, "FAILED");
+    let build = &view.children[0];
+    assert_eq!(build.machine, "hhvm-build");
+    let failure = build.failure.as_ref().expect("the build's failure");
+    assert_eq!(failure.error.as_deref(), Some("BuildFailed"));
+    let failed: Vec<&str> = build
+        .workers
+        .iter()
+        .filter(|worker| worker.progress == Progress::Failed)
+        .map(|worker| worker.target.as_str())
+        .collect();
+    assert_eq!(failed, ["ubuntu-24.04-noble"]);
+    let log = build
+        .workers
+        .iter()
+        .find(|w| w.target == "ubuntu-24.04-noble")
+        .and_then(|w| w.log.clone());
+    assert!(
+        log.as_deref()
+            .is_some_and(|log| log.starts_with("s3://hhvm-scratch/logs/4.168.3/binary-package/ubuntu-24.04-noble/i-")),
+        "{log:?}"
+    );
+    assert!(render(&view, 0.0).contains("; log s3://hhvm-scratch/logs/4.168.3/binary-package/ubuntu-24.04-noble/"));
+    assert_snapshot("failed-distro.txt", &snapshot_of(&view));
+}
+
+#[test]
+fn a_release_shows_its_build_and_publish_children_done() {
+    let view = replay("released");
+    assert_eq!(view.status, "SUCCEEDED");
+    let machines: Vec<&str> = view.children.iter().map(|child| child.machine.as_str()).collect();
+    assert_eq!(machines, ["hhvm-build", "hhvm-publish-release"]);
+    assert!(view.is_over());
+    for child in &view.children {
+        assert!(child.succeeded(), "{}", child.name);
+        assert!(
+            child.phases.iter().all(|phase| phase.progress == Progress::Done),
+            "{:?}",
+            child.phases
+        );
+        assert!(child.workers.iter().all(|worker| worker.progress == Progress::Done));
+    }
+    assert_snapshot("released.txt", &snapshot_of(&view));
+}
+
+#[test]
+fn a_running_execution_times_what_runs_at_now() {
+    let recorded = std::fs::read_to_string(fixture_dir().join("fixtures/failed-distro.jsonl")).unwrap();
+    // The parent's history up to its child's start: still running.
+    let events: Vec<Event> = recorded
+        .lines()
+        .map(|line| serde_json::from_str::<Record>(line).unwrap())
+        .filter(|record| record.machine == "hhvm-build-and-publish")
+        .map(|record| record.event)
+        .take_while(|event| !event.ends_execution())
+        .collect();
+    let arn = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build-and-publish:failing";
+    let view = ExecutionView::from_history(arn, "hhvm-build-and-publish", &events, None);
+    assert_eq!(view.status, "RUNNING");
+    assert!(!view.is_over());
+    let later = view.started_at + 125.0;
+    assert!(
+        render(&view, later)
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("RUNNING (2m 05s)"),
+        "{}",
+        render(&view, later)
+    );
+}

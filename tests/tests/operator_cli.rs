@@ -1,0 +1,133 @@
+//! `hhvmctl` against the local stack, as an operator uses it: the real binary, finding the
+//! stack's machines and functions through CloudFormation, talking to moto and the local Lambda
+//! service through the standard endpoint variables. A build with a failing distro is followed
+//! to its failure (the cause, the failed step and the worker's log on screen), its log is
+//! printed, its status read as JSON, and a rerun rebuilds only that distro; a function's typed
+//! error is shown with a non-zero exit.
+
+use std::process::{Command, Output, Stdio};
+
+use pipeline_tests::{LocalStack, Options};
+use serde_json::Value;
+
+const VERSION: &str = "4.168.2";
+const FAILING: &str = "ubuntu-24.04-noble";
+const PASSING: &str = "debian-12-bookworm";
+
+/// Runs `hhvmctl` with `args` against the stack, without a terminal (plain progress lines).
+fn hhvmctl(stack: &LocalStack, args: &[&str]) -> Output {
+    let output = Command::new(pipeline_tests::workspace_binary("hhvmctl"))
+        .args(args)
+        .envs(stack.client_environment())
+        .env_remove("HHVM_PIPELINE_STACK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run target/debug/hhvmctl");
+    eprintln!(
+        "$ hhvmctl {}\n{}{}(exit {:?})",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout),
+        output.status.code()
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The execution name a starting command reports (`started MACHINE NAME with INPUT`).
+fn started_name(output: &Output) -> String {
+    stderr(output)
+        .lines()
+        .find_map(|line| line.strip_prefix("started ")?.split(' ').nth(1).map(str::to_string))
+        .unwrap_or_else(|| panic!("no `started` line in {}", stderr(output)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_failed() {
+    let stack = LocalStack::start(Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let scratch = stack.settings().scratch_bucket.clone();
+
+    let refused = hhvmctl(
+        &stack,
+        &[
+            "invoke",
+            "hhvm-get-build-version",
+            "--payload",
+            r#"{"version": "4.168"}"#,
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("InvalidVersion"), "{}", stderr(&refused));
+
+    let unknown = hhvmctl(&stack, &["status", "no-such-execution"]);
+    assert_eq!(unknown.status.code(), Some(3));
+
+    stack
+        .fail_builds_of(FAILING, Some(VERSION))
+        .expect("set the failure knob");
+    let failed = hhvmctl(&stack, &["build", VERSION, "--poll-interval", "1", "--interval", "1"]);
+    assert_eq!(failed.status.code(), Some(1), "a failed build exits 1");
+    let name = started_name(&failed);
+    let shown = stdout(&failed);
+    let log_prefix = format!("s3://{scratch}/logs/{VERSION}/binary-package/{FAILING}/i-");
+    assert!(shown.contains(&format!("failed   {FAILING} on i-")), "{shown}");
+    assert!(
+        shown.contains(&format!("; log {log_prefix}")),
+        "the failed worker's log: {shown}"
+    );
+    assert!(shown.contains(&format!("done     {PASSING} on i-")), "{shown}");
+    assert!(shown.contains("BuildFailed at "), "the failed step: {shown}");
+    assert!(
+        stderr(&failed).contains("done     Create Source Tarball"),
+        "progress: {}",
+        stderr(&failed)
+    );
+    assert!(
+        stderr(&failed).contains(&format!("hhvmctl rerun {name}")),
+        "what to do next"
+    );
+
+    let log = hhvmctl(&stack, &["logs", VERSION, "--distro", FAILING]);
+    assert_eq!(log.status.code(), Some(0));
+    assert!(stderr(&log).starts_with(&log_prefix), "{}", stderr(&log));
+    assert!(!stdout(&log).is_empty(), "the log's text");
+
+    let status = hhvmctl(&stack, &["status", &name, "--json"]);
+    assert_eq!(status.status.code(), Some(0));
+    let document: Value = serde_json::from_slice(&status.stdout).expect("status --json is JSON");
+    assert_eq!(document["status"], "FAILED");
+    assert_eq!(document["failure"]["error"], "BuildFailed");
+    assert_eq!(document["machine"], "hhvm-build");
+
+    let history = hhvmctl(&stack, &["history", &name, "--state", "Start Builds"]);
+    assert_eq!(history.status.code(), Some(0));
+    assert!(
+        stdout(&history).contains("TaskStateExited Start Builds"),
+        "{}",
+        stdout(&history)
+    );
+
+    std::fs::remove_file(stack.settings().failing_builds_dir.join(format!("{VERSION}_{FAILING}")))
+        .expect("remove the failure knob");
+    let rerun = hhvmctl(&stack, &["rerun", &name, "--interval", "1", "--json"]);
+    assert_eq!(rerun.status.code(), Some(0), "the rerun succeeds");
+    assert!(started_name(&rerun).starts_with(&format!("{name}-rerun-")));
+    let document: Value = serde_json::from_slice(&rerun.stdout).expect("the rerun's view is JSON");
+    assert_eq!(document["status"], "SUCCEEDED");
+    let rebuilt: Vec<&str> = document["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|worker| worker["target"].as_str())
+        .collect();
+    assert_eq!(rebuilt, [FAILING], "only the failed distro is rebuilt");
+}
