@@ -8,7 +8,8 @@ Examples:
   hhvmctl build 4.168.2 --distro ubuntu-24.04-noble --force
                                                 rebuild one distro, even if it was built
   hhvmctl release 4.168.2 4.167.5               build both, then publish them one at a time
-  hhvmctl publish 4.168.2                       publish a built version
+  hhvmctl publish 4.168.2 --approval            publish a built version once approved
+  hhvmctl approve publish-4.168.2-20261202-0130 let the held release publish
   hhvmctl nightly --force                       today's nightly, even if the source has not moved
   hhvmctl status 4.168.2                        what is built and published of a version
   hhvmctl status release-4.168.2-20261202-0130  where an execution is, with its children
@@ -62,6 +63,8 @@ pub enum Command {
         #[arg(required = true, value_name = "VERSION")]
         versions: Vec<String>,
         #[command(flatten)]
+        gate: GateArgs,
+        #[command(flatten)]
         polling: PollArgs,
         #[command(flatten)]
         follow: FollowArgs,
@@ -73,6 +76,8 @@ pub enum Command {
         #[arg(long = "distro", value_name = "DISTRO")]
         distros: Vec<String>,
         #[command(flatten)]
+        gate: GateArgs,
+        #[command(flatten)]
         polling: PollArgs,
         #[command(flatten)]
         follow: FollowArgs,
@@ -82,6 +87,8 @@ pub enum Command {
     Nightly {
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        polling: PollArgs,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -97,6 +104,16 @@ pub enum Command {
         /// Seconds between looks while watching.
         #[arg(long, default_value_t = 5)]
         interval: u64,
+    },
+    /// Let a release held by the release gate publish (the execution, or its parent).
+    Approve { execution: String },
+    /// Stop a release held by the release gate: its execution fails with ReleaseRejected and
+    /// the reason, having published nothing.
+    Reject {
+        execution: String,
+        /// Why, for the execution's cause and whoever reads it.
+        #[arg(long)]
+        reason: String,
     },
     /// Print a worker's log from the scratch bucket.
     Logs {
@@ -140,6 +157,29 @@ pub enum Command {
     },
     /// Print a shell's completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// The release gate: whether the publish waits for `hhvmctl approve` (the stack's
+/// ReleasesRequireApproval decides when neither is given; nightlies never wait).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GateArgs {
+    /// Wait for approval before publishing.
+    #[arg(long, conflicts_with = "no_approval")]
+    pub approval: bool,
+    /// Publish without waiting for approval.
+    #[arg(long)]
+    pub no_approval: bool,
+}
+
+impl GateArgs {
+    /// The input's `requireApproval`, when one is asked for.
+    pub fn require_approval(&self) -> Option<bool> {
+        match (self.approval, self.no_approval) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// How often the machine looks at its workers and children: its input's poll settings, the

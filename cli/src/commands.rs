@@ -14,7 +14,7 @@ use crate::deployment::{Deployment, discover};
 use crate::error::{CliError, CliResult};
 use crate::history::{Event, execution_history};
 use crate::requests::{self, StartRequest};
-use crate::status::{ExecutionView, Line, Progress, render};
+use crate::status::{ExecutionView, Line, Progress, approval_token, render};
 
 /// The clients every command may use, from one SDK configuration.
 pub struct Clients {
@@ -58,28 +58,27 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
         }
         Command::Release {
             versions,
+            gate,
             polling,
             follow,
         } => {
-            start(
-                clients,
-                &deployment,
-                requests::release(&versions, polling.polling(), now)?,
-                &follow,
-                json,
-            )
-            .await
+            let request = requests::release(&versions, gate.require_approval(), polling.polling(), now)?;
+            start(clients, &deployment, request, &follow, json).await
         }
         Command::Publish {
             version,
             distros,
+            gate,
             polling,
             follow,
         } => {
-            let request = requests::publish(&version, &distros, polling.polling(), now)?;
+            let request = requests::publish(&version, &distros, gate.require_approval(), polling.polling(), now)?;
             start(clients, &deployment, request, &follow, json).await
         }
-        Command::Nightly { force, follow } => nightly(clients, &deployment, force, &follow, json).await,
+        Command::Nightly { force, polling, follow } => {
+            let event = requests::nightly_event(force, polling.polling());
+            nightly(clients, &deployment, event, &follow, json).await
+        }
         Command::Reindex => {
             let answer = invoke_function(clients, &deployment, "create-s3-index-html", json!({})).await?;
             print_json(&answer);
@@ -90,6 +89,8 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             watch,
             interval,
         } => status(clients, &deployment, &target, watch, interval, json).await,
+        Command::Approve { execution } => answer_gate(clients, &deployment, &execution, None).await,
+        Command::Reject { execution, reason } => answer_gate(clients, &deployment, &execution, Some(&reason)).await,
         Command::Logs {
             version,
             distro,
@@ -418,6 +419,66 @@ async fn status(
     Ok(())
 }
 
+/// The execution held by the release gate: `view` itself, or a child of it that waits.
+fn waiting_for_approval(view: &ExecutionView) -> Option<&ExecutionView> {
+    if view.awaiting_approval {
+        return Some(view);
+    }
+    view.children.iter().find_map(waiting_for_approval)
+}
+
+/// `approve` (no reason) or `reject` (a reason): answers the release gate's task token.
+async fn answer_gate(
+    clients: &Clients,
+    deployment: &Deployment,
+    execution: &str,
+    rejection: Option<&str>,
+) -> CliResult<()> {
+    let arn = find_execution(&clients.sfn, deployment, execution).await?;
+    let view = load_view(clients, deployment, &arn).await?;
+    let Some(waiting) = waiting_for_approval(&view) else {
+        return Err(CliError::NotFound(format!(
+            "{} ({}) is not waiting for approval; `hhvmctl status {}` shows where it is",
+            view.name, view.status, view.name
+        )));
+    };
+    let events = execution_history(&clients.sfn, &waiting.arn).await?;
+    let token = approval_token(&events).ok_or_else(|| {
+        CliError::NotFound(format!(
+            "{} waits for approval, but its history holds no task token",
+            waiting.name
+        ))
+    })?;
+    let operator = std::env::var("USER").unwrap_or_else(|_| "an operator".to_string());
+    match rejection {
+        None => {
+            let output = json!({"approvedBy": operator, "approvedAt": chrono::Utc::now().to_rfc3339()});
+            clients
+                .sfn
+                .send_task_success()
+                .task_token(token)
+                .output(output.to_string())
+                .send()
+                .await
+                .map_err(|error| CliError::aws("Step Functions SendTaskSuccess", error))?;
+            println!("approved {} ({} may publish)", waiting.name, waiting.versions.join(" "));
+        }
+        Some(reason) => {
+            clients
+                .sfn
+                .send_task_failure()
+                .task_token(token)
+                .error("ReleaseRejected")
+                .cause(format!("rejected by {operator}: {reason}"))
+                .send()
+                .await
+                .map_err(|error| CliError::aws("Step Functions SendTaskFailure", error))?;
+            println!("rejected {}: {reason}", waiting.name);
+        }
+    }
+    Ok(())
+}
+
 /// Invokes a function of the stack; a function error is a failure showing its `errorType` and
 /// message.
 async fn invoke_function(
@@ -452,17 +513,11 @@ async fn invoke_function(
 async fn nightly(
     clients: &Clients,
     deployment: &Deployment,
-    force: bool,
+    event: Value,
     follow: &FollowArgs,
     json: bool,
 ) -> CliResult<()> {
-    let answer = invoke_function(
-        clients,
-        deployment,
-        "hhvm-start-nightly",
-        requests::nightly_event(force),
-    )
-    .await?;
+    let answer = invoke_function(clients, deployment, "hhvm-start-nightly", event).await?;
     match answer.get("executionArn").and_then(Value::as_str) {
         Some(arn) => {
             eprintln!(

@@ -83,6 +83,9 @@ impl Event {
             record.output = document(d.output());
         } else if let Some(d) = event.lambda_function_succeeded_event_details() {
             record.output = document(d.output());
+        } else if let Some(d) = event.task_scheduled_event_details() {
+            // A service task's parameters: the release gate's carry its task token.
+            record.input = document(Some(d.parameters()));
         }
         record
     }

@@ -33,6 +33,13 @@ impl Polling {
     }
 }
 
+/// `requireApproval`, when the command line says.
+fn add_approval(input: &mut Value, require_approval: Option<bool>) {
+    if let Some(asked) = require_approval {
+        input[pipeline_core::approval::REQUIRE_APPROVAL_FIELD] = json!(asked);
+    }
+}
+
 /// Step Functions' limit on execution names.
 const NAME_LIMIT: usize = 80;
 
@@ -94,7 +101,12 @@ pub fn build(
 }
 
 /// `hhvm-build-and-publish-multi` for several versions.
-pub fn release(version_texts: &[String], polling: Polling, now: DateTime<Utc>) -> Result<StartRequest, PipelineError> {
+pub fn release(
+    version_texts: &[String],
+    require_approval: Option<bool>,
+    polling: Polling,
+    now: DateTime<Utc>,
+) -> Result<StartRequest, PipelineError> {
     let versions = versions(version_texts)?;
     let what = match versions.as_slice() {
         [only] => format!("release-{only}"),
@@ -102,6 +114,7 @@ pub fn release(version_texts: &[String], polling: Polling, now: DateTime<Utc>) -
         [] => return Err(PipelineError::invalid_input("versions", "give at least one version")),
     };
     let mut input = json!({"versions": versions.iter().map(ToString::to_string).collect::<Vec<_>>()});
+    add_approval(&mut input, require_approval);
     polling.add_to(&mut input);
     Ok(StartRequest {
         machine: "hhvm-build-and-publish-multi",
@@ -114,6 +127,7 @@ pub fn release(version_texts: &[String], polling: Polling, now: DateTime<Utc>) -
 pub fn publish(
     version: &str,
     distro_names: &[String],
+    require_approval: Option<bool>,
     polling: Polling,
     now: DateTime<Utc>,
 ) -> Result<StartRequest, PipelineError> {
@@ -123,6 +137,7 @@ pub fn publish(
     if !distros.is_empty() {
         input["distros"] = json!(distros.iter().map(Distro::as_str).collect::<Vec<_>>());
     }
+    add_approval(&mut input, require_approval);
     polling.add_to(&mut input);
     Ok(StartRequest {
         machine: "hhvm-publish-release",
@@ -133,8 +148,10 @@ pub fn publish(
 
 /// The event `hhvm-start-nightly` is invoked with: the schedule's, as a hand invocation may
 /// give it (no `time`: today, UTC).
-pub fn nightly_event(force: bool) -> Value {
-    json!({"detail-type": "Scheduled Event", "source": "hhvmctl", "detail": {"force": force}})
+pub fn nightly_event(force: bool, polling: Polling) -> Value {
+    let mut detail = json!({"force": force});
+    polling.add_to(&mut detail);
+    json!({"detail-type": "Scheduled Event", "source": "hhvmctl", "detail": detail})
 }
 
 /// A rerun of an execution: the same input under a new name, `<name>-rerun-<time>`, cut to
@@ -209,14 +226,14 @@ mod tests {
             interval_seconds: Some(5),
             limit: None,
         };
-        let request = release(&strings(&["4.168.2", "4.167.5", "4.166.9"]), polling, now()).unwrap();
+        let request = release(&strings(&["4.168.2", "4.167.5", "4.166.9"]), None, polling, now()).unwrap();
         assert_eq!(request.machine, "hhvm-build-and-publish-multi");
         assert_eq!(request.name, "release-4.168.2-and-2-more-20261202-013005");
         assert_eq!(
             request.input,
             json!({"versions": ["4.168.2", "4.167.5", "4.166.9"], "pollIntervalSeconds": 5})
         );
-        assert!(release(&[], Polling::default(), now()).is_err());
+        assert!(release(&[], None, Polling::default(), now()).is_err());
     }
 
     #[test]
@@ -241,9 +258,22 @@ mod tests {
 
     #[test]
     fn a_publish_and_a_nightly_say_what_they_ask() {
-        let request = publish("4.168.2", &[], Polling::default(), now()).unwrap();
+        let request = publish("4.168.2", &[], None, Polling::default(), now()).unwrap();
         assert_eq!(request.machine, "hhvm-publish-release");
         assert_eq!(request.input, json!({"version": "4.168.2"}));
-        assert_eq!(nightly_event(true)["detail"], json!({"force": true}));
+        let gated = publish("4.168.2", &[], Some(true), Polling::default(), now()).unwrap();
+        assert_eq!(gated.input, json!({"version": "4.168.2", "requireApproval": true}));
+        assert_eq!(
+            nightly_event(true, Polling::default())["detail"],
+            json!({"force": true})
+        );
+        let quick = Polling {
+            interval_seconds: Some(2),
+            limit: Some(900),
+        };
+        assert_eq!(
+            nightly_event(false, quick)["detail"],
+            json!({"force": false, "pollIntervalSeconds": 2, "pollLimit": 900})
+        );
     }
 }

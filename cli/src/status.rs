@@ -13,6 +13,28 @@ use serde_json::Value;
 
 use crate::history::Event;
 
+/// The state of `hhvm-publish-release` that holds a release until an operator approves it.
+pub const APPROVAL_STATE: &str = "Wait For Approval";
+
+/// The task token the release gate waits with: in the parameters of the task it scheduled last
+/// (`Message.taskToken`; the message may also come as JSON text).
+pub fn approval_token(events: &[Event]) -> Option<String> {
+    let entered = events
+        .iter()
+        .rposition(|event| event.is("TaskStateEntered") && event.state.as_deref() == Some(APPROVAL_STATE))?;
+    events[entered..].iter().find_map(|event| {
+        if !event.is("TaskScheduled") {
+            return None;
+        }
+        let message = event.input.as_ref()?.get("Message")?;
+        let message = match message {
+            Value::String(text) => serde_json::from_str(text).ok()?,
+            other => other.clone(),
+        };
+        message.get("taskToken")?.as_str().map(str::to_string)
+    })
+}
+
 /// How far a phase, worker or execution is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,6 +120,8 @@ pub struct ExecutionView {
     pub workers: Vec<Worker>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// Its publish waits for an operator (`hhvmctl approve` / `reject`).
+    pub awaiting_approval: bool,
     /// The child executions it started (`stepFunctionExecutions`), in order.
     pub child_arns: Vec<String>,
     pub children: Vec<ExecutionView>,
@@ -146,6 +170,7 @@ impl ExecutionView {
             phases: Vec::new(),
             workers: Vec::new(),
             failure: None,
+            awaiting_approval: false,
             child_arns: Vec::new(),
             children: Vec::new(),
         };
@@ -262,6 +287,11 @@ impl ExecutionView {
                 }
             }
         }
+        view.awaiting_approval = view.ended_at.is_none()
+            && view
+                .phases
+                .iter()
+                .any(|phase| phase.name == APPROVAL_STATE && phase.progress == Progress::Running);
         if view.ended_at.is_some() {
             // A task still open when the run ended: stopped, timed out, or left by its Catch.
             for phase in &mut view.phases {
@@ -477,6 +507,19 @@ fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>)
             text: format!("{news}{elapsed}{log}"),
             news: format!("{news}{log}"),
             progress: worker.progress,
+        });
+    }
+    if view.awaiting_approval {
+        let text = format!(
+            "waiting  for approval: hhvmctl approve {0}, or hhvmctl reject {0} --reason WHY",
+            view.name
+        );
+        out.push(Line {
+            key: format!("{}/approval", view.arn),
+            depth: depth + 1,
+            text: text.clone(),
+            news: text,
+            progress: Progress::Running,
         });
     }
     if let Some(failure) = &view.failure {

@@ -156,3 +156,13 @@ fn a_running_execution_times_what_runs_at_now() {
         render(&view, later)
     );
 }
+
+#[test]
+fn the_publish_machine_holds_releases_in_the_state_the_view_knows() {
+    let path = fixture_dir().join("../../state-machines/hhvm-publish-release.asl.json");
+    let definition: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let gate = &definition["States"][hhvmctl::status::APPROVAL_STATE];
+    assert_eq!(gate["Resource"], "arn:aws:states:::sns:publish.waitForTaskToken");
+    // `hhvmctl approve` reads the token back from the scheduled task's parameters.
+    assert_eq!(gate["Parameters"]["Message"]["taskToken.$"], "$$.Task.Token");
+}

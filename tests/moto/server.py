@@ -25,6 +25,8 @@ translated SAM template (infra/translate.py) deploys all of it, or fails saying 
 6. AWS::S3::Bucket applies PublicAccessBlockConfiguration, VersioningConfiguration and
    LifecycleConfiguration; AWS::Lambda::Function keeps Architectures (moto ignores them) and
    gets its environment values as strings (moto passes a Number parameter on as a number).
+7. Step Functions' SendTaskFailure keeps its `cause` (moto's API layer passes on only the
+   error, so a rejected release would fail without the operator's reason).
 
 Each patch depends on moto's internals: the version is pinned (bin/requirements.txt) and checked
 below, and every internal used is checked before anything is patched, so a moto upgrade fails
@@ -833,6 +835,33 @@ expect(
     "FakeBucket.get_permission(self, action, resource)",
 )
 FakeBucket.get_permission = bucket_permission
+
+
+from moto.core.responses import EmptyResult  # noqa: E402
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+expect(
+    list(parameters(StepFunctionsParserBackend.send_task_failure)) == ["self", "task_token", "error", "cause"],
+    "stepfunctions parser backend send_task_failure(self, task_token, error, cause)",
+)
+expect(
+    hasattr(sfn_responses.StepFunctionResponse, "send_task_failure"),
+    "stepfunctions responses StepFunctionResponse.send_task_failure",
+)
+
+
+def send_task_failure(self):
+    """SendTaskFailure as AWS has it: error and cause reach the waiting task."""
+    backend = self.stepfunction_backend
+    fields = {"error": self._get_param("error")}
+    # Only the execute-mode backend has waiting tasks to give a cause to.
+    if "cause" in parameters(backend.send_task_failure):
+        fields["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **fields)
+    return EmptyResult()
+
+
+sfn_responses.StepFunctionResponse.send_task_failure = send_task_failure
 
 
 # The model lists are cached on first use: drop anything computed before the models above existed.

@@ -624,6 +624,8 @@ async fn template_parameters(
         ("PublicRepoUrl", resources::file_url(&local.repositories.public)),
         ("SigningKeyId", local.signing_key.fingerprint.clone()),
         ("NightlySourceRefsUrl", local.source_refs_url.clone()),
+        // The scenarios publish releases unattended; the release gate is asked for by input.
+        ("ReleasesRequireApproval", "false".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

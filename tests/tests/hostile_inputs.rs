@@ -1231,6 +1231,9 @@ fn first_steps(corpus: &mut Corpus) {
     // What later steps of its machines read.
     cases.values(INVALID_INPUT, "distros", some_hostile_distros());
     cases.values(INVALID_INPUT, "force", vec![json!("yes")]);
+    cases.values(INVALID_INPUT, "requireApproval", vec![json!("yes"), json!(1)]);
+    let nightly_asking = json!({"version": "2026.12.02", "requireApproval": true, "executionName": RUN});
+    cases.case(INVALID_INPUT, "a nightly asking for approval", nightly_asking);
     let parents = vec![json!("$(id)"), json!("run\n1"), json!("x".repeat(81))];
     cases.values(INVALID_INPUT, "parentExecutionName", parents);
     cases.reserved_fields();
@@ -1245,6 +1248,7 @@ fn first_steps(corpus: &mut Corpus) {
     cases.values(INVALID_INPUT, "distros", some_hostile_distros());
     cases.values(INVALID_INPUT, "force", vec![json!("yes")]);
     cases.values(INVALID_INPUT, "continueOnFailure", vec![json!("yes")]);
+    cases.values(INVALID_INPUT, "requireApproval", vec![json!("yes")]);
     cases.reserved_fields();
     cases.poll_settings();
 

@@ -3,10 +3,14 @@
 //! service through the standard endpoint variables. A build with a failing distro is followed
 //! to its failure (the cause, the failed step and the worker's log on screen), its log is
 //! printed, its status read as JSON, and a rerun rebuilds only that distro; a function's typed
-//! error is shown with a non-zero exit.
+//! error is shown with a non-zero exit; the release gate holds a publish until `approve`, and
+//! `reject` fails it with the reason, having published nothing; a nightly started by hand is
+//! followed to its publication.
 
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use pipeline_tests::published::inspect_publication;
 use pipeline_tests::{LocalStack, Options};
 use serde_json::Value;
 
@@ -39,6 +43,21 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Waits until `hhvmctl status NAME` says the execution waits for approval (far above the few
+/// seconds it takes; a bound only).
+async fn wait_for_the_gate(stack: &LocalStack, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = hhvmctl(stack, &["status", name]);
+        let shown = stdout(&status);
+        if shown.contains("waiting  for approval: hhvmctl approve") {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "{name} never waited for approval: {shown}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The execution name a starting command reports (`started MACHINE NAME with INPUT`).
@@ -130,4 +149,111 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
         .filter_map(|worker| worker["target"].as_str())
         .collect();
     assert_eq!(rebuilt, [FAILING], "only the failed distro is rebuilt");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publishes_nothing() {
+    let stack = LocalStack::start(Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let built = hhvmctl(&stack, &["build", VERSION, "--poll-interval", "1", "--interval", "1"]);
+    assert_eq!(built.status.code(), Some(0), "the build succeeds");
+
+    let rejected = hhvmctl(
+        &stack,
+        &["publish", VERSION, "--approval", "--poll-interval", "1", "--detach"],
+    );
+    assert_eq!(rejected.status.code(), Some(0));
+    let name = started_name(&rejected);
+    wait_for_the_gate(&stack, &name).await;
+    let answer = hhvmctl(&stack, &["reject", &name, "--reason", "the changelog is not ready"]);
+    assert_eq!(answer.status.code(), Some(0));
+    let status = hhvmctl(&stack, &["status", &name, "--watch", "--interval", "1", "--json"]);
+    let document: Value = serde_json::from_slice(&status.stdout).expect("status --json is JSON");
+    assert_eq!(document["status"], "FAILED");
+    assert_eq!(document["failure"]["error"], "ReleaseRejected");
+    assert_eq!(document["failure"]["step"], "Wait For Approval");
+    let cause = document["failure"]["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("the changelog is not ready"), "{cause}");
+    assert_eq!(
+        document["workers"],
+        serde_json::json!([]),
+        "a rejected release started no worker"
+    );
+    let publication = inspect_publication(&stack, VERSION)
+        .await
+        .expect("inspect the downloads bucket");
+    assert!(publication.pool_packages.is_empty(), "{:?}", publication.pool_packages);
+
+    let held = hhvmctl(
+        &stack,
+        &["publish", VERSION, "--approval", "--poll-interval", "1", "--detach"],
+    );
+    let name = started_name(&held);
+    let waiting = wait_for_the_gate(&stack, &name).await;
+    assert!(waiting.contains("running  Wait For Approval"), "{waiting}");
+    let still = hhvmctl(&stack, &["status", &name, "--json"]);
+    let document: Value = serde_json::from_slice(&still.stdout).expect("status --json is JSON");
+    assert_eq!(document["awaitingApproval"], true);
+    assert_eq!(
+        document["workers"],
+        serde_json::json!([]),
+        "nothing is published before approval"
+    );
+    let approved = hhvmctl(&stack, &["approve", &name]);
+    assert_eq!(approved.status.code(), Some(0));
+    assert!(
+        stdout(&approved).starts_with(&format!("approved {name}")),
+        "{}",
+        stdout(&approved)
+    );
+    let followed = hhvmctl(&stack, &["status", &name, "--watch", "--interval", "1", "--json"]);
+    let document: Value = serde_json::from_slice(&followed.stdout).expect("status --json is JSON");
+    assert_eq!(document["status"], "SUCCEEDED", "{document}");
+    let again = hhvmctl(&stack, &["approve", &name]);
+    assert_eq!(again.status.code(), Some(3), "nothing waits any more");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
+    let stack = LocalStack::start(Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let nightly = hhvmctl(
+        &stack,
+        &[
+            "nightly",
+            "--force",
+            "--poll-interval",
+            "1",
+            "--interval",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(nightly.status.code(), Some(0), "the nightly succeeds");
+    let document: Value = serde_json::from_slice(&nightly.stdout).expect("the nightly's view is JSON");
+    assert_eq!(document["machine"], "hhvm-build-and-publish");
+    assert_eq!(document["status"], "SUCCEEDED");
+    assert!(
+        document["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with("nightly-")),
+        "{document}"
+    );
+    let children: Vec<&str> = document["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|child| child["machine"].as_str())
+        .collect();
+    assert_eq!(children, ["hhvm-build", "hhvm-publish-release"]);
+    let version = document["versions"][0].as_str().expect("the nightly's version");
+    let publication = inspect_publication(&stack, version)
+        .await
+        .expect("inspect the downloads bucket");
+    assert!(
+        !publication.pool_packages.is_empty(),
+        "the nightly's packages are in the pools"
+    );
 }

@@ -2,7 +2,9 @@
 //! today's nightly, by UTC) and `packagingBranch` (default: `master` for nightlies, `HHVM-x.y`
 //! for releases), validates both, and adds `version`, `nightly`, `source` and `packagingBranch`
 //! to the pass-through payload, with the poll settings (`pollIntervalSeconds`, `pollLimit`)
-//! filled in where the input leaves them out. No AWS calls.
+//! filled in where the input leaves them out, and `requireApproval` when the publish must wait
+//! for an operator (`pipeline_core::approval`; releases by default when
+//! `RELEASES_REQUIRE_APPROVAL` is `true`). No AWS calls.
 //!
 //! The first step of `hhvm-build`, `hhvm-publish-release` and `hhvm-build-and-publish`, so it
 //! validates every field a later step reads (`distros`, `force`, `executionName`,
@@ -11,6 +13,7 @@
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
+use pipeline_core::approval::{REQUIRE_APPROVAL_FIELD, approval_required};
 use pipeline_core::distro::read_distros;
 use pipeline_core::executions::ExecutionName;
 use pipeline_core::polling::fill_poll_settings;
@@ -48,12 +51,37 @@ pub fn resolve_build_version(
     })
 }
 
-pub fn handle(buckets: &Buckets, event: Value) -> Result<Value, PipelineError> {
-    handle_on(buckets, event, Version::nightly_today())
+/// What the function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DOWNLOADS_BUCKET` and `SCRATCH_BUCKET`.
+    pub buckets: Buckets,
+    /// `RELEASES_REQUIRE_APPROVAL` (`true`/`false`, default `false`): whether a release's
+    /// publish waits for approval when its input does not say.
+    pub releases_require_approval: bool,
+}
+
+impl Config {
+    pub fn from_source(source: &impl Source) -> Result<Config, PipelineError> {
+        Ok(Config {
+            buckets: pipeline_aws::config::buckets(source)?,
+            releases_require_approval: pipeline_aws::config::optional(
+                source,
+                "RELEASES_REQUIRE_APPROVAL",
+                "true or false",
+            )?
+            .unwrap_or(false),
+        })
+    }
+}
+
+pub fn handle(config: &Config, event: Value) -> Result<Value, PipelineError> {
+    handle_on(config, event, Version::nightly_today())
 }
 
 /// `handle` with "today" given, for tests.
-pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Value, PipelineError> {
+pub fn handle_on(config: &Config, event: Value, today: Version) -> Result<Value, PipelineError> {
+    let buckets = &config.buckets;
     let mut payload = Payload::from_value(event)?;
     payload.refuse_reserved_fields()?;
     // An empty string means "not given", as in the original (the nightly schedule relies on it).
@@ -61,6 +89,7 @@ pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Valu
     let branch = payload.optional_nonempty_str("packagingBranch")?;
     let build = resolve_build_version(version.as_deref(), branch.as_deref(), today, buckets)?;
     validate_later_fields(&payload)?;
+    let require_approval = approval_required(&payload, &build.version, config.releases_require_approval)?;
     fill_poll_settings(&mut payload)?;
     tracing::info!(version = %build.version, branch = %build.packaging_branch, source = %build.source, "resolved build version");
 
@@ -68,6 +97,10 @@ pub fn handle_on(buckets: &Buckets, event: Value, today: Version) -> Result<Valu
     payload.set("nightly", build.version.is_nightly());
     payload.set("source", &build.source);
     payload.set("packagingBranch", build.packaging_branch.to_string());
+    // Set only when it says something: a run that never waits keeps its payload as it was.
+    if require_approval || payload.get(REQUIRE_APPROVAL_FIELD).is_some() {
+        payload.set(REQUIRE_APPROVAL_FIELD, require_approval);
+    }
     Ok(payload.into_value())
 }
 
@@ -85,25 +118,25 @@ fn validate_later_fields(payload: &Payload) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// The deployed function: `handle` with the configured buckets.
+/// The deployed function: `handle` with its configuration.
 pub struct GetBuildVersion {
-    buckets: Buckets,
+    config: Config,
 }
 
 impl Function for GetBuildVersion {
     const NAME: &'static str = "hhvm-get-build-version";
-    type Config = Buckets;
+    type Config = Config;
 
-    fn configuration(source: &impl Source) -> Result<Buckets, PipelineError> {
-        pipeline_aws::config::buckets(source)
+    fn configuration(source: &impl Source) -> Result<Config, PipelineError> {
+        Config::from_source(source)
     }
 
-    fn new(buckets: Buckets, _: &SdkConfig) -> Self {
-        GetBuildVersion { buckets }
+    fn new(config: Config, _: &SdkConfig) -> Self {
+        GetBuildVersion { config }
     }
 
     async fn handle(&self, event: Value) -> Result<Value, PipelineError> {
-        handle(&self.buckets, event)
+        handle(&self.config, event)
     }
 }
 
@@ -120,13 +153,38 @@ mod tests {
         }
     }
 
+    fn config() -> Config {
+        Config {
+            buckets: buckets(),
+            releases_require_approval: false,
+        }
+    }
+
+    #[test]
+    fn a_release_waits_for_approval_when_the_stack_says_so_and_a_nightly_never() {
+        let gated = Config {
+            releases_require_approval: true,
+            ..config()
+        };
+        let release = handle_on(&gated, json!({"version": "4.168.2"}), today()).unwrap();
+        assert_eq!(release["requireApproval"], true);
+        let waived = handle_on(&gated, json!({"version": "4.168.2", "requireApproval": false}), today()).unwrap();
+        assert_eq!(waived["requireApproval"], false);
+        let nightly = handle_on(&gated, json!({}), today()).unwrap();
+        assert!(nightly.get("requireApproval").is_none(), "{nightly}");
+        let ungated = handle_on(&config(), json!({"version": "4.168.2"}), today()).unwrap();
+        assert!(ungated.get("requireApproval").is_none(), "{ungated}");
+        let error = handle_on(&config(), json!({"requireApproval": true}), today()).unwrap_err();
+        assert!(error.to_string().contains("nightlies never wait"), "{error}");
+    }
+
     fn today() -> Version {
         "2026.11.21".parse().unwrap()
     }
 
     #[test]
     fn no_version_means_todays_nightly_from_master() {
-        let output = handle_on(&buckets(), json!({}), today()).unwrap();
+        let output = handle_on(&config(), json!({}), today()).unwrap();
         assert_eq!(
             output,
             json!({
@@ -142,12 +200,12 @@ mod tests {
 
     #[test]
     fn poll_settings_given_are_kept_and_bad_ones_refused() {
-        let output = handle_on(&buckets(), json!({"pollIntervalSeconds": 1, "pollLimit": 30}), today()).unwrap();
+        let output = handle_on(&config(), json!({"pollIntervalSeconds": 1, "pollLimit": 30}), today()).unwrap();
         assert_eq!(
             (output["pollIntervalSeconds"].clone(), output["pollLimit"].clone()),
             (json!(1), json!(30))
         );
-        let error = handle_on(&buckets(), json!({"pollIntervalSeconds": 0}), today()).unwrap_err();
+        let error = handle_on(&config(), json!({"pollIntervalSeconds": 0}), today()).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
         assert!(error.to_string().contains("pollIntervalSeconds"), "{error}");
     }
@@ -155,7 +213,7 @@ mod tests {
     #[test]
     fn empty_or_null_version_is_also_today() {
         for input in [json!({"version": ""}), json!({"version": null, "packagingBranch": ""})] {
-            let output = handle_on(&buckets(), input, today()).unwrap();
+            let output = handle_on(&config(), input, today()).unwrap();
             assert_eq!(output["version"], "2026.11.21");
             assert_eq!(output["packagingBranch"], "master");
         }
@@ -163,7 +221,7 @@ mod tests {
 
     #[test]
     fn release_builds_from_its_branch_with_a_scratch_tarball() {
-        let output = handle_on(&buckets(), json!({"version": "4.168.2"}), today()).unwrap();
+        let output = handle_on(&config(), json!({"version": "4.168.2"}), today()).unwrap();
         assert_eq!(output["nightly"], false);
         assert_eq!(output["packagingBranch"], "HHVM-4.168");
         assert_eq!(
@@ -176,7 +234,7 @@ mod tests {
     fn explicit_branch_is_kept_and_source_is_always_recomputed() {
         let input =
             json!({"version": "4.168.2", "packagingBranch": "HHVM-4.167", "source": {"bucket": "evil", "path": "x"}});
-        let output = handle_on(&buckets(), input, today()).unwrap();
+        let output = handle_on(&config(), input, today()).unwrap();
         assert_eq!(output["packagingBranch"], "HHVM-4.167");
         assert_eq!(output["source"]["bucket"], "hhvm-scratch");
     }
@@ -187,7 +245,7 @@ mod tests {
             r#"{"distros": ["debian-12-bookworm"], "nested": {"a": [1, null, {"b": 2.50}]}, "n": null, "big": 123456789012345678901234567890}"#,
         )
         .unwrap();
-        let output = handle_on(&buckets(), input.clone(), today()).unwrap();
+        let output = handle_on(&config(), input.clone(), today()).unwrap();
         for field in ["distros", "nested", "n", "big"] {
             assert_eq!(output[field], input[field], "{field}");
         }
@@ -199,10 +257,10 @@ mod tests {
 
     #[test]
     fn bad_version_is_invalid_version_naming_the_field() {
-        let error = handle_on(&buckets(), json!({"version": "4.1; rm -rf /"}), today()).unwrap_err();
+        let error = handle_on(&config(), json!({"version": "4.1; rm -rf /"}), today()).unwrap_err();
         assert_eq!(error.error_type(), "InvalidVersion");
         assert!(error.to_string().contains("field `version`"), "{error}");
-        let error = handle_on(&buckets(), json!({"version": "2026.02.30"}), today()).unwrap_err();
+        let error = handle_on(&config(), json!({"version": "2026.02.30"}), today()).unwrap_err();
         assert_eq!(error.error_type(), "InvalidVersion");
     }
 
@@ -231,7 +289,7 @@ mod tests {
             (json!({"builds": []}), "`builds`"),
         ];
         for (input, field) in cases {
-            let error = handle_on(&buckets(), input.clone(), today()).unwrap_err();
+            let error = handle_on(&config(), input.clone(), today()).unwrap_err();
             assert_eq!(error.error_type(), "InvalidInput", "{input}");
             assert!(error.to_string().contains(field), "{input}: {error}");
         }

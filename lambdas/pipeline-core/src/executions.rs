@@ -239,6 +239,10 @@ pub fn child_input(payload: &Payload, version: &Version, parent: &ExecutionName)
     if let Some(force) = payload.optional::<bool>("force", "a boolean")? {
         input.insert("force".into(), Value::Bool(force));
     }
+    // The parent's decision on the release gate holds for its publish.
+    if let Some(asked) = payload.optional::<bool>(crate::approval::REQUIRE_APPROVAL_FIELD, "a boolean")? {
+        input.insert(crate::approval::REQUIRE_APPROVAL_FIELD.into(), Value::Bool(asked));
+    }
     if let Value::Object(fields) = payload.clone().into_value() {
         input.extend(fields.into_iter().filter(|(field, _)| is_poll_setting(field)));
     }
@@ -422,13 +426,13 @@ mod tests {
         // Parsed from text: numbers come back exactly as the caller wrote them.
         let text = r#"{"version": "ignored-here", "packagingBranch": "HHVM-4.167",
             "distros": ["debian-12-bookworm", "ubuntu-24.04-noble"], "force": true,
-            "pollIntervalSeconds": 5, "initialWaitSeconds": 1.50,
+            "requireApproval": false, "pollIntervalSeconds": 5, "initialWaitSeconds": 1.50,
             "stepFunctionExecutions": ["arn"], "unrelated": {"x": 1}}"#;
         let payload = Payload::from_value(serde_json::from_str(text).unwrap()).unwrap();
         let input = child_input(&payload, &version("4.168.2"), &name("parent")).unwrap();
         assert_eq!(
             serde_json::to_string(&input).unwrap(),
-            r#"{"version":"4.168.2","packagingBranch":"HHVM-4.167","distros":["debian-12-bookworm","ubuntu-24.04-noble"],"force":true,"pollIntervalSeconds":5,"initialWaitSeconds":1.50,"parentExecutionName":"parent"}"#
+            r#"{"version":"4.168.2","packagingBranch":"HHVM-4.167","distros":["debian-12-bookworm","ubuntu-24.04-noble"],"force":true,"requireApproval":false,"pollIntervalSeconds":5,"initialWaitSeconds":1.50,"parentExecutionName":"parent"}"#
         );
     }
 

@@ -2,6 +2,7 @@
 //! seconds: versions and packaging branches, where artifacts live, the pass-through payload
 //! every Lambda speaks, and the one error type whose `errorType` names state machines match.
 
+pub mod approval;
 pub mod distro;
 pub mod error;
 pub mod executions;

@@ -38,6 +38,7 @@ pub const RESERVED_FIELDS: &[&str] = &[
     "cleanupError",
     "buildStatus",
     "publishStatus",
+    "approval",
 ];
 
 impl Payload {

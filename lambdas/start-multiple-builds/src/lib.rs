@@ -7,6 +7,7 @@
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
+use pipeline_core::approval::approval_required;
 use pipeline_core::executions::{ChildRole, ExecutionName, PlannedExecution, plan_child_execution_for};
 use pipeline_core::payload::string_element;
 use pipeline_core::polling::fill_poll_settings;
@@ -37,6 +38,10 @@ pub fn plan(payload: &Payload) -> Result<Vec<PlannedExecution>, PipelineError> {
             format!("versions[{index}]"),
             format!("{} is listed twice", versions[index]),
         ));
+    }
+    // The release gate's `requireApproval` goes to every publish: a nightly may not ask for it.
+    for version in &versions {
+        approval_required(payload, version, false)?;
     }
     versions
         .iter()

@@ -5,7 +5,8 @@
 //!
 //! - The day comes from the event's `time` (the scheduled time, the same on every retry), or
 //!   the current time for a hand invocation without one.
-//! - The execution is named `nightly-YYYY-MM-DD` with input `{"version": "YYYY.MM.DD"}`: a
+//! - The execution is named `nightly-YYYY-MM-DD` with input `{"version": "YYYY.MM.DD"}` (and
+//!   the `detail`'s `pollIntervalSeconds` and `pollLimit` when an operator gives them): a
 //!   retried start finds the execution of the first attempt (`start_execution_once`).
 //! - The source's head commit is read from `NIGHTLY_SOURCE_REFS_URL` (git's `info/refs`, the
 //!   same thing `git ls-remote` reads) for `NIGHTLY_SOURCE_BRANCH`, and recorded under
@@ -33,6 +34,29 @@ pub struct NightlyRequest {
     /// Build even when the source has not moved.
     #[serde(default)]
     pub force: bool,
+    /// The run's poll settings (`pollIntervalSeconds`, `pollLimit`), when an operator gives
+    /// them; the machine's defaults otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_limit: Option<u64>,
+}
+
+impl NightlyRequest {
+    /// The input of the nightly's execution: its version, and the poll settings given
+    /// (validated as the machine's first step validates them, so a bad one starts nothing).
+    pub fn execution_input(&self, version: &Version) -> Result<Value, PipelineError> {
+        let mut input = json!({"version": version.to_string()});
+        if let Some(seconds) = self.poll_interval_seconds {
+            input["pollIntervalSeconds"] = json!(seconds);
+        }
+        if let Some(limit) = self.poll_limit {
+            input["pollLimit"] = json!(limit);
+        }
+        let mut checked = Payload::from_value(input.clone())?;
+        pipeline_core::polling::fill_poll_settings(&mut checked).map_err(|error| error.in_field("detail"))?;
+        Ok(input)
+    }
 }
 
 /// What a source record holds.
@@ -220,6 +244,7 @@ pub async fn handle(
 ) -> Result<Value, PipelineError> {
     let event = parse_event(event)?;
     let (day, version) = nightly_of(event.time);
+    let input = event.detail.execution_input(&version)?;
     let name = execution_name(day);
     let last_published = last_published_nightly(s3, &config.scratch, day).await?;
     let decision = decide(head_commit, last_published.as_ref(), event.detail.force);
@@ -237,7 +262,6 @@ pub async fn handle(
         }
         Decision::Start => {
             record_source(s3, &config.scratch, &version, head_commit, &config.branch).await?;
-            let input = json!({"version": version.to_string()});
             let arn = pipeline_aws::sfn::start_execution_once(sfn, &config.state_machine_arn, &name, &input).await?;
             tracing::info!(%version, %arn, commit = head_commit, "nightly started");
             answer["started"] = json!(true);
@@ -367,6 +391,25 @@ mod tests {
             .map(|v| v.to_string())
             .collect();
         assert_eq!(versions, ["2026.11.30", "2026.11.29"]);
+    }
+
+    #[test]
+    fn an_operators_poll_settings_go_into_the_runs_input_and_bad_ones_are_refused() {
+        let version: Version = "2026.12.01".parse().unwrap();
+        let plain = parse_event(json!({"detail": {}})).unwrap();
+        assert_eq!(
+            plain.detail.execution_input(&version).unwrap(),
+            json!({"version": "2026.12.01"})
+        );
+        let quick = parse_event(json!({"detail": {"pollIntervalSeconds": 2, "pollLimit": 900}})).unwrap();
+        assert_eq!(
+            quick.detail.execution_input(&version).unwrap(),
+            json!({"version": "2026.12.01", "pollIntervalSeconds": 2, "pollLimit": 900})
+        );
+        let bad = parse_event(json!({"detail": {"pollIntervalSeconds": 0}})).unwrap();
+        let error = bad.detail.execution_input(&version).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("detail.pollIntervalSeconds"), "{error}");
     }
 
     #[test]

@@ -94,3 +94,22 @@ async fn the_head_commit_is_read_from_the_refs_over_http() {
     assert_eq!(error.error_type(), "SourceUnavailable", "{error}");
     assert!(error.to_string().contains("refs/heads/main"), "{error}");
 }
+
+#[tokio::test]
+async fn a_bad_poll_setting_starts_nothing_and_records_nothing() {
+    let (s3, sfn, config) = fixture().await;
+    let event = json!({"time": "2026-12-02T03:00:00Z", "detail": {"force": true, "pollLimit": 100000}});
+    let error = start_nightly::handle(&s3, &sfn, &config, event, COMMIT)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "InvalidInput");
+    assert!(error.to_string().contains("pollLimit"), "{error}");
+    assert_eq!(execution_count(&sfn, &config.state_machine_arn).await, 0);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(config.scratch.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "no source record");
+}
