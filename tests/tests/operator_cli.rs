@@ -18,6 +18,12 @@ const VERSION: &str = "4.168.2";
 const FAILING: &str = "ubuntu-24.04-noble";
 const PASSING: &str = "debian-12-bookworm";
 
+async fn start_stack() -> LocalStack {
+    LocalStack::start(Options::default())
+        .await
+        .unwrap_or_else(|error| panic!("the local stack starts: {error}"))
+}
+
 /// Runs `hhvmctl` with `args` against the stack, without a terminal (plain progress lines).
 fn hhvmctl(stack: &LocalStack, args: &[&str]) -> Output {
     let output = Command::new(pipeline_tests::workspace_binary("hhvmctl"))
@@ -70,9 +76,7 @@ fn started_name(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_failed() {
-    let stack = LocalStack::start(Options::default())
-        .await
-        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let stack = start_stack().await;
     let scratch = stack.settings().scratch_bucket.clone();
 
     let refused = hhvmctl(
@@ -153,9 +157,7 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publishes_nothing() {
-    let stack = LocalStack::start(Options::default())
-        .await
-        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let stack = start_stack().await;
     let built = hhvmctl(&stack, &["build", VERSION, "--poll-interval", "1", "--interval", "1"]);
     assert_eq!(built.status.code(), Some(0), "the build succeeds");
 
@@ -216,9 +218,7 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
-    let stack = LocalStack::start(Options::default())
-        .await
-        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let stack = start_stack().await;
     let nightly = hhvmctl(
         &stack,
         &[

@@ -7,23 +7,26 @@
 //!       and each function's environment, and wait for Ctrl-C
 //!   local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]
 //!       start everything, run one execution of MACHINE with progress, print the outcome, stop
-//!   local-stack pipeline [VERSION] [--name NAME] [--machines DIR] [--timeout SECONDS]
-//!       run hhvm-build-and-publish for today's nightly (or VERSION), show what was published,
-//!       and check with apt-get that the repository serves the package with a valid signature
+//!   local-stack pipeline [VERSION] [--machines DIR] [--timeout SECONDS]
+//!       start today's nightly with `hhvmctl nightly --force` (hhvm-build-and-publish, as the
+//!       schedule starts it) or VERSION with `hhvmctl release VERSION`, follow it with hhvmctl,
+//!       show what was published, and check with apt-get that the repository serves the package
+//!       with a valid signature
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pipeline_core::Version;
 use pipeline_tests::published::{apt_download, inspect_publication, repository_and_suite};
-use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, StackError};
-use serde_json::{Value, json};
+use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, StackError, workspace_binary};
+use serde_json::Value;
 
 const USAGE: &str = "usage:
   local-stack up [--machines DIR]
   local-stack run MACHINE 'JSON INPUT' [--name NAME] [--machines DIR] [--timeout SECONDS]
-  local-stack pipeline [VERSION] [--name NAME] [--machines DIR] [--timeout SECONDS]";
+  local-stack pipeline [VERSION] [--machines DIR] [--timeout SECONDS]";
 
 /// The distros of the fixture packaging repository's CURRENT_TARGETS: every nightly is built and
 /// published for them.
@@ -123,6 +126,65 @@ async fn up(arguments: &Arguments) -> Result<(), StackError> {
     Ok(())
 }
 
+/// Starts the run with `hhvmctl` as an operator would — today's nightly through
+/// `hhvm-start-nightly` (`nightly --force`: what the schedule starts, even if a nightly of
+/// today exists), a VERSION with `release` — and follows it to its end, its progress on
+/// stderr. Returns hhvmctl's final view (`--json`, also kept as `hhvmctl-view.json` in the run
+/// directory) when the run succeeded; `None` when it did not.
+async fn follow_with_hhvmctl(
+    stack: &LocalStack,
+    version: Option<&str>,
+    timeout: Duration,
+) -> Result<Option<Value>, StackError> {
+    let mut args: Vec<&str> = match version {
+        None => vec!["nightly", "--force"],
+        Some(version) => vec!["release", version, "--no-approval"],
+    };
+    args.extend([
+        "--poll-interval",
+        "1",
+        "--poll-limit",
+        "900",
+        "--interval",
+        "1",
+        "--json",
+    ]);
+    eprintln!("local-stack: hhvmctl {}", args.join(" "));
+    let view_file = stack.run_dir().join("hhvmctl-view.json");
+    let stdout = std::fs::File::create(&view_file)
+        .map_err(|error| StackError(format!("create {}: {error}", view_file.display())))?;
+    let mut child = std::process::Command::new(workspace_binary("hhvmctl"))
+        .args(&args)
+        .envs(stack.client_environment())
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .spawn()
+        .map_err(|error| StackError(format!("run target/debug/hhvmctl: {error}")))?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|error| StackError(format!("wait for hhvmctl: {error}")))?
+        {
+            break status;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StackError::new(if INTERRUPTED.load(Ordering::SeqCst) {
+                "interrupted"
+            } else {
+                "the run outlived --timeout"
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let text = std::fs::read_to_string(&view_file).unwrap_or_default();
+    let view: Value = serde_json::from_str(&text)
+        .map_err(|error| StackError(format!("hhvmctl ({status}) printed no view: {error}: {text}")))?;
+    Ok(status.success().then_some(view))
+}
+
 /// Runs one execution of `machine` on a started stack, with progress on stderr and every event
 /// in `history.jsonl`; prints the outcome and each worker's end.
 async fn execute(
@@ -199,35 +261,20 @@ async fn publish_and_check(
     version: Option<String>,
 ) -> Result<bool, StackError> {
     register_other_machines(stack, arguments).await?;
-    let mut input = json!({"pollIntervalSeconds": 1, "pollLimit": 900});
-    if let Some(version) = &version {
-        input["version"] = json!(version);
-    }
-    let name = arguments
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("local-{}", std::process::id()));
     let started = Instant::now();
-    let outcome = execute(stack, "hhvm-build-and-publish", &name, &input, arguments.timeout).await?;
+    let Some(view) = follow_with_hhvmctl(stack, version.as_deref(), arguments.timeout).await? else {
+        return Ok(false);
+    };
     let pipeline_time = started.elapsed();
     eprintln!(
-        "\nlocal-stack: the pipeline took {:.1} s (hhvm-build-and-publish, from StartExecution to its end)",
+        "\nlocal-stack: the pipeline took {:.1} s (from hhvmctl's start to the run's end)",
         pipeline_time.as_secs_f64()
     );
-    if !outcome.succeeded() {
-        return Ok(false);
-    }
-    let built = outcome
-        .output
-        .as_ref()
-        .and_then(|output| output["version"].as_str())
-        .ok_or_else(|| StackError(format!("the execution's output names no version: {:?}", outcome.output)))?
+    let built = view["versions"][0]
+        .as_str()
+        .ok_or_else(|| StackError(format!("hhvmctl's view names no version: {view}")))?
         .to_string();
-    let nightly = outcome
-        .output
-        .as_ref()
-        .and_then(|output| output["nightly"].as_bool())
-        .unwrap_or(false);
+    let nightly = built.parse::<Version>().is_ok_and(|version| version.is_nightly());
     let publication = inspect_publication(stack, &built).await?;
     println!("\n{publication}");
     let mut problems = Vec::new();
