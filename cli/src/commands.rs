@@ -102,11 +102,10 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             let machine = deployment.machine_of_execution(&arn).ok_or_else(|| {
                 CliError::NotFound(format!("{arn} is not an execution of stack {}", deployment.stack))
             })?;
-            let machine: &'static str = machine_name(machine)?;
             let input: Value = serde_json::from_str(described.input().unwrap_or("{}"))
                 .map_err(|error| CliError::Failed(format!("the input of {arn} is not JSON: {error}")))?;
             let request = StartRequest {
-                machine,
+                machine: machine.to_string(),
                 name: requests::rerun_name(described.name().unwrap_or("execution"), now),
                 input,
             };
@@ -139,20 +138,6 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
     }
 }
 
-/// The `'static` name of one of the pipeline's machines.
-fn machine_name(name: &str) -> CliResult<&'static str> {
-    const MACHINES: [&str; 4] = [
-        "hhvm-build",
-        "hhvm-publish-release",
-        "hhvm-build-and-publish",
-        "hhvm-build-and-publish-multi",
-    ];
-    MACHINES
-        .into_iter()
-        .find(|machine| *machine == name)
-        .ok_or_else(|| CliError::NotFound(format!("{name} is not one of the pipeline's machines")))
-}
-
 fn print_json(value: &Value) {
     println!(
         "{}",
@@ -178,7 +163,7 @@ async fn start(
     follow: &FollowArgs,
     json: bool,
 ) -> CliResult<()> {
-    let machine_arn = deployment.machine(request.machine)?;
+    let machine_arn = deployment.machine(&request.machine)?;
     let started = clients
         .sfn
         .start_execution()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartRequest {
     /// The machine, by its name without the stack's prefix.
-    pub machine: &'static str,
+    pub machine: String,
     pub name: String,
     pub input: Value,
 }
@@ -94,7 +94,7 @@ pub fn build(
     }
     polling.add_to(&mut input);
     Ok(StartRequest {
-        machine: "hhvm-build",
+        machine: "hhvm-build".to_string(),
         name: execution_name(&what, now),
         input,
     })
@@ -117,7 +117,7 @@ pub fn release(
     add_approval(&mut input, require_approval);
     polling.add_to(&mut input);
     Ok(StartRequest {
-        machine: "hhvm-build-and-publish-multi",
+        machine: "hhvm-build-and-publish-multi".to_string(),
         name: execution_name(&what, now),
         input,
     })
@@ -140,7 +140,7 @@ pub fn publish(
     add_approval(&mut input, require_approval);
     polling.add_to(&mut input);
     Ok(StartRequest {
-        machine: "hhvm-publish-release",
+        machine: "hhvm-publish-release".to_string(),
         name: execution_name(&format!("publish-{version}"), now),
         input,
     })
