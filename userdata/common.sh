@@ -20,6 +20,8 @@ export AWS_REGION AWS_DEFAULT_REGION
 : "${WORKER_LOG:=/var/log/cloud-init-output.log}"
 # Off only where powering the machine off would be wrong (a local run).
 : "${SHUTDOWN_WHEN_DONE:=true}"
+# How often a running job's log goes up, so that `hhvmctl logs --follow` shows it as it grows.
+: "${LOG_UPLOAD_SECONDS:=60}"
 : "${INSTALL_PACKAGES:=true}"
 # GitHub's published SSH host key, so deploy-key pushes never trust on first use.
 : "${GIT_KNOWN_HOSTS:=github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl}"
@@ -150,6 +152,29 @@ worker_ready() {
   mkdir -p -- "$WORK_DIR"
   log "instance $WORKER_INSTANCE_ID; log goes to s3://$SCRATCH_BUCKET/$LOG_KEY"
   [[ $SHUTDOWN_WHEN_DONE != true || -n $HARD_TIMEOUT ]] || die "no hard timeout could be armed"
+  [[ $LOG_UPLOAD_SECONDS =~ ^[1-9][0-9]*$ ]] || die "LOG_UPLOAD_SECONDS is ${LOG_UPLOAD_SECONDS@Q}, not whole seconds"
+  upload_log_every "$LOG_UPLOAD_SECONDS" &
+  LOG_UPLOADER_PID=$!
+}
+
+# upload_log [complete]: the log so far to LOG_KEY; the last upload says it is complete (object
+# metadata complete=true), which is how a follower knows the job has ended.
+upload_log() {
+  aws s3 cp --only-show-errors "$WORKER_LOG" "s3://$SCRATCH_BUCKET/$LOG_KEY" ${1:+--metadata complete=true}
+}
+
+# upload_log_every SECONDS, in the background until on_exit stops it. TERM waits for an upload
+# in flight (bash runs the trap once its foreground command ends), so a partial upload never
+# lands after the complete one; a sleep is ended with it, so nothing holds the job's output open.
+upload_log_every() {
+  local sleeper=
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  while true; do
+    sleep "$1" &
+    sleeper=$!
+    wait "$sleeper"
+    upload_log || true
+  done
 }
 
 on_exit() {
@@ -167,8 +192,12 @@ on_exit() {
   else
     log "failed with status $status"
   fi
+  if [[ -n ${LOG_UPLOADER_PID:-} ]]; then
+    kill -TERM "$LOG_UPLOADER_PID" 2>/dev/null
+    wait "$LOG_UPLOADER_PID" 2>/dev/null
+  fi
   if [[ -n ${LOG_KEY:-} && -f $WORKER_LOG ]]; then
-    aws s3 cp --only-show-errors "$WORKER_LOG" "s3://$SCRATCH_BUCKET/$LOG_KEY" || log "could not upload the log"
+    upload_log complete || log "could not upload the log"
   fi
   if [[ $SHUTDOWN_WHEN_DONE == true ]]; then
     shutdown -h now

@@ -25,6 +25,9 @@ use pipeline_testing::process::{GroupProcess, signal_group};
 /// `shutdown` on a worker: the script's hard timer (`shutdown -h +N`) is recorded and ignored
 /// (the local worker ends with the stack); powering off now terminates the instance, as
 /// `InstanceInitiatedShutdownBehavior=terminate` does on EC2.
+/// How often a local worker's log goes up while its job runs.
+const LOG_UPLOAD_SECONDS: &str = "2";
+
 const SHUTDOWN_STUB: &str = r#"#!/bin/bash
 set -euo pipefail
 for argument in "$@"; do
@@ -385,6 +388,8 @@ async fn prepare_and_run(
         .env("WORKER_LOG", &log_path)
         .env("SYSTEMD_UNIT_DIR", sandbox.join("systemd"))
         .env("INSTALL_PACKAGES", "false")
+        // Local jobs take seconds: their logs go up while they run, as real ones do every minute.
+        .env("LOG_UPLOAD_SECONDS", LOG_UPLOAD_SECONDS)
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("duplicate the worker log handle")?)
         .stderr(log);

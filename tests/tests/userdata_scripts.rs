@@ -269,15 +269,16 @@ fn assert_timeout_armed_first(run: &Run, minutes: &str) {
 }
 
 /// The checks every run shares: the hard timeout is armed first, and the instance powers off
-/// last, after the log went up.
+/// last, after the complete log went up.
 fn assert_bounded_and_logged(run: &Run, minutes: &str, log_key: &str) {
     assert_timeout_armed_first(run, minutes);
     assert_eq!(run.calls.last().map(String::as_str), Some("shutdown -h now"));
-    let log_upload = run.position(&["aws s3 cp", &format!("s3://hhvm-scratch/{log_key}")]);
-    assert_eq!(
-        log_upload,
-        run.calls.len() - 2,
-        "the log upload comes right before power-off"
+    let before_power_off = &run.calls[run.calls.len().saturating_sub(2)];
+    assert!(
+        before_power_off.starts_with("aws s3 cp")
+            && before_power_off.contains(&format!("s3://hhvm-scratch/{log_key} --metadata complete=true")),
+        "the complete log's upload comes right before power-off: {:?}",
+        run.calls
     );
 }
 
@@ -746,7 +747,7 @@ fn with_no_hard_timeout_the_job_stops_before_any_effect_and_uploads_its_log() {
             "shutdown -h +180".to_string(),
             "systemctl daemon-reload".to_string(),
             format!(
-                "aws s3 cp --only-show-errors {} s3://hhvm-scratch/{log_key}",
+                "aws s3 cp --only-show-errors {} s3://hhvm-scratch/{log_key} --metadata complete=true",
                 sandbox.root.join("worker.log").display()
             ),
             "shutdown -h now".to_string(),
@@ -762,6 +763,42 @@ fn with_no_hard_timeout_the_job_stops_before_any_effect_and_uploads_its_log() {
     assert!(
         sandbox.unit(DEADLINE_TIMER).is_none() && sandbox.unit(DEADLINE_SERVICE).is_none(),
         "no half-installed timer is left"
+    );
+}
+
+#[test]
+fn a_running_job_uploads_its_log_as_it_grows_and_marks_the_last_upload_complete() {
+    let sandbox = Sandbox::new("log-uploads");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    env.extend([("LOG_UPLOAD_SECONDS", "1"), ("FAKE_SLOW", "git clone")]);
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(run.success, "{}", run.output);
+    let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
+    let uploads: Vec<&String> = run
+        .calls
+        .iter()
+        .filter(|call| call.starts_with("aws s3 cp") && call.contains(&format!("s3://hhvm-scratch/{log_key}")))
+        .collect();
+    let (last, earlier) = uploads.split_last().expect("the log went up");
+    assert!(last.ends_with("--metadata complete=true"), "{uploads:?}");
+    assert!(
+        !earlier.is_empty(),
+        "a job running past LOG_UPLOAD_SECONDS uploads its log while it runs"
+    );
+    assert!(
+        earlier.iter().all(|call| !call.contains("--metadata")),
+        "only the last upload says complete: {uploads:?}"
+    );
+    assert_bounded_and_logged(&run, "180", log_key);
+    let mut bad = BINARY_ENV.to_vec();
+    bad.push(("LOG_UPLOAD_SECONDS", "0"));
+    let refused = sandbox.run("make-binary-package.sh", &bad);
+    assert!(!refused.success);
+    assert!(
+        refused.output.contains("LOG_UPLOAD_SECONDS is '0'"),
+        "{}",
+        refused.output
     );
 }
 
