@@ -13,7 +13,8 @@ Examples:
   hhvmctl nightly --force                       today's nightly, even if the source has not moved
   hhvmctl status 4.168.2                        what is built and published of a version
   hhvmctl status release-4.168.2-20261202-0130  where an execution is, with its children
-  hhvmctl logs 4.168.2 --distro debian-12-bookworm
+  hhvmctl plan 4.168.2                          what a build and publish of 4.168.2 would do
+  hhvmctl logs 4.168.2 --distro debian-12-bookworm --follow
   hhvmctl rerun release-4.168.2-20261202-0130   start it again; finished work is skipped
   hhvmctl invoke hhvm-get-build-version --payload '{\"version\": \"4.168.2\"}'
 
@@ -92,6 +93,21 @@ pub enum Command {
         #[command(flatten)]
         follow: FollowArgs,
     },
+    /// What a build and publish of each version would do, before anything runs: which distros
+    /// would build and which are skipped (their success markers), what would be published, and
+    /// which CDN paths the publish would invalidate.
+    Plan {
+        #[arg(required = true, value_name = "VERSION")]
+        versions: Vec<String>,
+        /// Only this distro (repeatable), as `build --distro` and `publish --distro` take it.
+        #[arg(long = "distro", value_name = "DISTRO")]
+        distros: Vec<String>,
+        /// As `build --force`: distros with a success marker are built again.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
     /// Regenerate the download bucket's index pages (create-s3-index-html).
     Reindex,
     /// Where a version or an execution is: each phase and distro, children included.
@@ -124,6 +140,12 @@ pub enum Command {
         /// The repository update's log instead.
         #[arg(long, conflicts_with = "distro")]
         update: bool,
+        /// Keep printing the log as the running worker uploads it, until its job ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Seconds between looks while following.
+        #[arg(long, default_value_t = 5, requires = "follow")]
+        interval: u64,
     },
     /// Start an execution again with the same input under a new name: finished work is
     /// skipped (success markers), only what is missing runs.
@@ -154,6 +176,9 @@ pub enum Command {
         /// Only this state (its every entry).
         #[arg(long, value_name = "NAME")]
         state: Option<String>,
+        /// Every event, not only the states' entries and exits and the errors.
+        #[arg(long, conflicts_with = "state")]
+        all: bool,
     },
     /// Print a shell's completion script.
     Completions { shell: clap_complete::Shell },

@@ -5,16 +5,17 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use pipeline_core::layout::{JobKind, log_prefix};
-use pipeline_core::{Distro, Version};
+use pipeline_aws::s3::ObjectSummary;
+use pipeline_core::Version;
 use serde_json::{Value, json};
 
 use crate::args::{Cli, Command, FollowArgs};
 use crate::deployment::{Deployment, discover};
+use crate::display::Display;
 use crate::error::{CliError, CliResult};
 use crate::history::{Event, execution_history};
-use crate::requests::{self, StartRequest};
-use crate::status::{ExecutionView, Line, Progress, approval_token, render};
+use crate::requests::{self, LogJob, PlanRequest, StartRequest};
+use crate::status::{ExecutionView, approval_token, render};
 
 /// The clients every command may use, from one SDK configuration.
 pub struct Clients {
@@ -35,16 +36,13 @@ impl Clients {
     }
 }
 
-/// Runs the command line's command.
+/// Runs the command line's command. Each command checks what it was given (versions, distros,
+/// payloads) before the stack is read, so a typo is reported as such even without AWS.
 pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
-    if let Command::Completions { shell } = cli.command {
-        let mut command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut command, "hhvmctl", &mut std::io::stdout());
-        return Ok(());
-    }
-    let deployment = discover(&clients.cloudformation, &cli.stack).await?;
     let now = chrono::Utc::now();
     let json = cli.json;
+    let stack = cli.stack;
+    let deployment = || discover(&clients.cloudformation, &stack);
     match cli.command {
         Command::Build {
             version,
@@ -54,7 +52,7 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             follow,
         } => {
             let request = requests::build(&version, &distros, force, polling.polling(), now)?;
-            start(clients, &deployment, request, &follow, json).await
+            start(clients, &deployment().await?, request, &follow, json).await
         }
         Command::Release {
             versions,
@@ -63,7 +61,7 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             follow,
         } => {
             let request = requests::release(&versions, gate.require_approval(), polling.polling(), now)?;
-            start(clients, &deployment, request, &follow, json).await
+            start(clients, &deployment().await?, request, &follow, json).await
         }
         Command::Publish {
             version,
@@ -73,14 +71,23 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             follow,
         } => {
             let request = requests::publish(&version, &distros, gate.require_approval(), polling.polling(), now)?;
-            start(clients, &deployment, request, &follow, json).await
+            start(clients, &deployment().await?, request, &follow, json).await
         }
         Command::Nightly { force, polling, follow } => {
             let event = requests::nightly_event(force, polling.polling());
-            nightly(clients, &deployment, event, &follow, json).await
+            nightly(clients, &deployment().await?, event, &follow, json).await
+        }
+        Command::Plan {
+            versions,
+            distros,
+            force,
+            gate,
+        } => {
+            let asked = requests::plan(&versions, &distros, force, gate.require_approval())?;
+            plan(clients, &deployment().await?, &asked, json).await
         }
         Command::Reindex => {
-            let answer = invoke_function(clients, &deployment, "create-s3-index-html", json!({})).await?;
+            let answer = invoke_function(clients, &deployment().await?, "create-s3-index-html", json!({})).await?;
             print_json(&answer);
             Ok(())
         }
@@ -88,15 +95,28 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             target,
             watch,
             interval,
-        } => status(clients, &deployment, &target, watch, interval, json).await,
-        Command::Approve { execution } => answer_gate(clients, &deployment, &execution, None).await,
-        Command::Reject { execution, reason } => answer_gate(clients, &deployment, &execution, Some(&reason)).await,
+        } => status(clients, &deployment().await?, &target, watch, interval, json).await,
+        Command::Approve { execution } => answer_gate(clients, &deployment().await?, &execution, None).await,
+        Command::Reject { execution, reason } => {
+            answer_gate(clients, &deployment().await?, &execution, Some(&reason)).await
+        }
         Command::Logs {
             version,
             distro,
             update,
-        } => logs(clients, &deployment, &version, distro.as_deref(), update).await,
+            follow,
+            interval,
+        } => {
+            let job = requests::log_job(&version, distro.as_deref(), update)?;
+            let deployment = deployment().await?;
+            if follow {
+                follow_log(clients, &deployment, &job, interval).await
+            } else {
+                print_log(clients, &deployment, &job).await
+            }
+        }
         Command::Rerun { execution, follow } => {
+            let deployment = deployment().await?;
             let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
             let described = describe(&clients.sfn, &arn).await?;
             let machine = deployment.machine_of_execution(&arn).ok_or_else(|| {
@@ -104,14 +124,11 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             })?;
             let input: Value = serde_json::from_str(described.input().unwrap_or("{}"))
                 .map_err(|error| CliError::Failed(format!("the input of {arn} is not JSON: {error}")))?;
-            let request = StartRequest {
-                machine: machine.to_string(),
-                name: requests::rerun_name(described.name().unwrap_or("execution"), now),
-                input,
-            };
+            let request = requests::rerun(machine, described.name().unwrap_or("execution"), input, now);
             start(clients, &deployment, request, &follow, json).await
         }
         Command::Redrive { execution, follow } => {
+            let deployment = deployment().await?;
             let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
             clients
                 .sfn
@@ -125,16 +142,20 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
         }
         Command::Invoke { function, payload } => {
             let payload = read_payload(&payload)?;
-            let answer = invoke_function(clients, &deployment, &function, payload).await?;
+            let answer = invoke_function(clients, &deployment().await?, &function, payload).await?;
             print_json(&answer);
             Ok(())
         }
-        Command::History { execution, state } => {
-            let arn = find_execution(&clients.sfn, &deployment, &execution).await?;
+        Command::History { execution, state, all } => {
+            let arn = find_execution(&clients.sfn, &deployment().await?, &execution).await?;
             let events = execution_history(&clients.sfn, &arn).await?;
-            print_history(&events, state.as_deref(), json)
+            print_history(&events, state.as_deref(), all, json)
         }
-        Command::Completions { .. } => unreachable!("handled before the stack is read"),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "hhvmctl", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -299,7 +320,7 @@ fn assemble(views: &[ExecutionView], arn: &str) -> ExecutionView {
 /// Follows `arn` until it and its children have ended, showing the view as it changes: on a
 /// terminal one live line per phase and worker; otherwise a plain line for each change.
 async fn watch(clients: &Clients, deployment: &Deployment, arn: &str, interval: u64) -> CliResult<ExecutionView> {
-    let mut display = Display::new();
+    let mut display = Display::on_stderr();
     loop {
         let view = load_view(clients, deployment, arn).await?;
         display.show(&crate::status::lines(&view, now_seconds()));
@@ -308,65 +329,6 @@ async fn watch(clients: &Clients, deployment: &Deployment, arn: &str, interval: 
             return Ok(view);
         }
         tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
-    }
-}
-
-/// Progress on stderr.
-struct Display {
-    live: Option<indicatif::MultiProgress>,
-    bars: Vec<(String, indicatif::ProgressBar)>,
-    shown: std::collections::BTreeMap<String, String>,
-}
-
-impl Display {
-    fn new() -> Display {
-        let live = std::io::stderr().is_terminal().then(indicatif::MultiProgress::new);
-        Display {
-            live,
-            bars: Vec::new(),
-            shown: Default::default(),
-        }
-    }
-
-    fn show(&mut self, lines: &[Line]) {
-        for line in lines {
-            let text = format!("{}{}", "  ".repeat(line.depth), line.text);
-            match &self.live {
-                Some(live) => {
-                    let position = self.bars.iter().position(|(key, _)| key == &line.key);
-                    let bar = match position {
-                        Some(index) => self.bars[index].1.clone(),
-                        None => {
-                            let bar = live.add(indicatif::ProgressBar::new_spinner());
-                            self.bars.push((line.key.clone(), bar.clone()));
-                            bar
-                        }
-                    };
-                    bar.set_message(text);
-                    if line.progress == Progress::Running {
-                        bar.enable_steady_tick(Duration::from_millis(250));
-                    } else {
-                        bar.disable_steady_tick();
-                        bar.tick();
-                    }
-                }
-                None => {
-                    if self.shown.get(&line.key) != Some(&line.news) {
-                        eprintln!("{text}");
-                        self.shown.insert(line.key.clone(), line.news.clone());
-                    }
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        for (_, bar) in &self.bars {
-            bar.finish();
-        }
-        if let Some(live) = &self.live {
-            let _ = live.clear();
-        }
     }
 }
 
@@ -464,14 +426,20 @@ async fn answer_gate(
     Ok(())
 }
 
-/// Invokes a function of the stack; a function error is a failure showing its `errorType` and
-/// message.
-async fn invoke_function(
+/// A function's error answer: its `errorType` and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionError {
+    pub error_type: String,
+    pub message: String,
+}
+
+/// Invokes a function of the stack: its answer, or the error it answered with.
+async fn invoke_answer(
     clients: &Clients,
     deployment: &Deployment,
     function: &str,
-    payload: Value,
-) -> CliResult<Value> {
+    payload: &Value,
+) -> CliResult<Result<Value, FunctionError>> {
     let name = deployment.function(function)?;
     let answer = clients
         .lambda
@@ -484,15 +452,34 @@ async fn invoke_function(
     let body = answer.payload().map(|blob| blob.as_ref().to_vec()).unwrap_or_default();
     let value: Value =
         serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    if answer.function_error().is_some() {
-        let error_type = value
-            .get("errorType")
-            .and_then(Value::as_str)
-            .unwrap_or("(no errorType)");
-        let message = value.get("errorMessage").and_then(Value::as_str).unwrap_or("");
-        return Err(CliError::Failed(format!("{name} failed: {error_type}: {message}")));
+    if answer.function_error().is_none() {
+        return Ok(Ok(value));
     }
-    Ok(value)
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+    Ok(Err(FunctionError {
+        error_type: field("errorType").unwrap_or_else(|| "(no errorType)".to_string()),
+        message: field("errorMessage").unwrap_or_default(),
+    }))
+}
+
+/// Invokes a function of the stack; a function error is a failure showing its `errorType` and
+/// message.
+async fn invoke_function(
+    clients: &Clients,
+    deployment: &Deployment,
+    function: &str,
+    payload: Value,
+) -> CliResult<Value> {
+    invoke_answer(clients, deployment, function, &payload)
+        .await?
+        .map_err(|error| {
+            CliError::Failed(format!(
+                "{} failed: {}: {}",
+                deployment.function(function).unwrap_or(function),
+                error.error_type,
+                error.message
+            ))
+        })
 }
 
 async fn nightly(
@@ -520,54 +507,228 @@ async fn nightly(
     }
 }
 
-/// Prints the newest log of a job (a distro's build, the source tarball, the repository update).
-async fn logs(
-    clients: &Clients,
-    deployment: &Deployment,
-    version: &str,
-    distro: Option<&str>,
-    update: bool,
-) -> CliResult<()> {
-    let version: Version = version.parse()?;
-    let distro: Option<Distro> = distro
-        .map(str::parse)
-        .transpose()
-        .map_err(|error| CliError::BadArgument(format!("--distro: {error}")))?;
-    let job = match (&distro, update) {
-        (Some(_), _) => JobKind::BinaryPackage,
-        (None, true) => JobKind::UpdateRepositories,
-        (None, false) => JobKind::SourceTarball,
-    };
-    let bucket = deployment.scratch_bucket()?;
-    let prefix = log_prefix(&version, job, distro.as_ref());
-    let objects = pipeline_aws::s3::list_objects(&clients.s3, bucket, Some(&prefix))
+/// The newest log of `job` (its latest worker's), if any is there yet.
+async fn newest_log(clients: &Clients, bucket: &str, job: &LogJob) -> CliResult<Option<ObjectSummary>> {
+    let objects = pipeline_aws::s3::list_objects(&clients.s3, bucket, Some(&job.prefix()))
         .collect_all()
         .await?;
-    let Some(newest) = objects.iter().max_by(|a, b| a.last_modified.cmp(&b.last_modified)) else {
+    Ok(objects
+        .into_iter()
+        .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key))))
+}
+
+/// Prints the newest log of a job (a distro's build, the source tarball, the repository update).
+async fn print_log(clients: &Clients, deployment: &Deployment, job: &LogJob) -> CliResult<()> {
+    let bucket = deployment.scratch_bucket()?;
+    let Some(newest) = newest_log(clients, bucket, job).await? else {
         return Err(CliError::NotFound(format!(
-            "no log under s3://{bucket}/{prefix}: the worker has not uploaded one yet (it does when its script ends)"
+            "no log under s3://{bucket}/{}: no worker has uploaded one yet (a running job uploads its log every minute; `--follow` waits for it)",
+            job.prefix()
         )));
     };
-    let unusable = |error: String| CliError::Failed(format!("s3://{bucket}/{}: {error}", newest.key));
-    let location = pipeline_core::S3Location {
-        bucket: bucket.parse().map_err(unusable)?,
-        path: newest.key.parse().map_err(unusable)?,
-    };
-    let Some(body) = pipeline_aws::s3::get_object_bytes(&clients.s3, &location).await? else {
+    let Some(piece) = log_piece(&clients.s3, bucket, &newest.key, 0).await? else {
         return Err(CliError::NotFound(format!("s3://{bucket}/{} is gone", newest.key)));
     };
-    eprintln!("s3://{bucket}/{}", newest.key);
-    print!("{}", String::from_utf8_lossy(&body));
+    eprintln!(
+        "s3://{bucket}/{}{}",
+        newest.key,
+        if piece.complete {
+            ""
+        } else {
+            " (the job is still running)"
+        }
+    );
+    print!("{}", String::from_utf8_lossy(&piece.bytes));
     Ok(())
 }
 
-/// `history`: each state's entries with input and output (or one state's).
-fn print_history(events: &[Event], state: Option<&str>, json: bool) -> CliResult<()> {
+/// `logs --follow`: waits for the job's log, prints it as its worker uploads it, and returns
+/// once the upload that says the job has ended (`complete=true`) is printed.
+async fn follow_log(clients: &Clients, deployment: &Deployment, job: &LogJob, interval: u64) -> CliResult<()> {
+    let bucket = deployment.scratch_bucket()?;
+    let waiting = Spinner::new(format!("waiting for a log under s3://{bucket}/{}", job.prefix()));
+    let mut following: Option<(String, u64)> = None;
+    loop {
+        if let Some(newest) = newest_log(clients, bucket, job).await? {
+            let printed = match &following {
+                // A newer worker's log (a retry) starts over.
+                Some((key, printed)) if key == &newest.key => *printed,
+                _ => {
+                    waiting.finish();
+                    eprintln!("s3://{bucket}/{}", newest.key);
+                    0
+                }
+            };
+            if let Some(piece) = log_piece(&clients.s3, bucket, &newest.key, printed).await? {
+                print!("{}", String::from_utf8_lossy(&piece.bytes));
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                if piece.complete {
+                    return Ok(());
+                }
+                following = Some((newest.key.clone(), printed + piece.bytes.len() as u64));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
+    }
+}
+
+/// What a log holds from byte `from` on, and whether its worker's job has ended.
+struct LogPiece {
+    bytes: Vec<u8>,
+    complete: bool,
+}
+
+/// The log at `key` from byte `from` (a ranged GET; a HEAD when nothing is new); `None` when it
+/// is gone.
+async fn log_piece(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, from: u64) -> CliResult<Option<LogPiece>> {
+    let complete = |metadata: Option<&std::collections::HashMap<String, String>>| {
+        metadata.and_then(|m| m.get(LOG_COMPLETE_METADATA)).map(String::as_str) == Some("true")
+    };
+    let head = match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => head,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(None),
+        Err(error) => return Err(CliError::aws("S3 HeadObject", error)),
+    };
+    let size = head.content_length().unwrap_or(0).max(0) as u64;
+    if size <= from {
+        return Ok(Some(LogPiece {
+            bytes: Vec::new(),
+            complete: complete(head.metadata()),
+        }));
+    }
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={from}-"))
+        .if_match(head.e_tag().unwrap_or("*"))
+        .send()
+        .await;
+    let object = match object {
+        Ok(object) => object,
+        // Replaced between the two calls by a newer upload: the next look reads that one.
+        Err(error) if error.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            return Ok(Some(LogPiece {
+                bytes: Vec::new(),
+                complete: false,
+            }));
+        }
+        Err(error) => return Err(CliError::aws("S3 GetObject", error)),
+    };
+    let is_complete = complete(object.metadata());
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|error| CliError::aws("S3 GetObject (body)", error))?
+        .to_vec();
+    Ok(Some(LogPiece {
+        bytes,
+        complete: is_complete,
+    }))
+}
+
+/// The metadata (`x-amz-meta-complete: true`) of a worker's last log upload (docs/workers.md).
+const LOG_COMPLETE_METADATA: &str = "complete";
+
+/// A spinner on a terminal for a wait with nothing else to show; a plain line otherwise.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn new(message: String) -> Spinner {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            Spinner(Some(bar))
+        } else {
+            eprintln!("{message}");
+            Spinner(None)
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `plan`: for each version, the machines' read-only first steps and the branch's suites.
+async fn plan(clients: &Clients, deployment: &Deployment, asked: &PlanRequest, json: bool) -> CliResult<()> {
+    let mut plans = Vec::new();
+    for version in &asked.versions {
+        let build = invoke_function(
+            clients,
+            deployment,
+            "hhvm-get-build-version",
+            asked.build_input(version),
+        )
+        .await?;
+        let source_tarball = match invoke_answer(clients, deployment, "hhvm-have-source-tarball", &build).await? {
+            Ok(_) => Ok(()),
+            Err(error) if error.error_type == "SourceTarballNotFound" => Err(error.message),
+            Err(error) => {
+                return Err(CliError::Failed(format!(
+                    "hhvm-have-source-tarball failed: {}: {}",
+                    error.error_type, error.message
+                )));
+            }
+        };
+        let mut status_input = json!({"version": build["version"], "packagingBranch": build["packagingBranch"]});
+        if let Some(distros) = build.get("distros") {
+            status_input["distros"] = distros.clone();
+        }
+        let status = invoke_function(clients, deployment, "hhvm-get-build-status", status_input).await?;
+        let branch = build["packagingBranch"].as_str().unwrap_or_default();
+        let suite_templates = debian_repositories(deployment, branch).await?;
+        let answers = crate::plan::Answers {
+            build: &build,
+            source_tarball,
+            status: &status,
+            suite_templates: &suite_templates,
+            force: asked.force,
+        };
+        plans.push(crate::plan::plan(&answers).map_err(|problem| {
+            CliError::Failed(format!(
+                "the pipeline's answers for {version} cannot be planned from: {problem}"
+            ))
+        })?);
+    }
+    if json {
+        print_json(&serde_json::to_value(&plans).unwrap_or(Value::Null));
+    } else {
+        print!("{}", crate::plan::render(&plans));
+    }
+    Ok(())
+}
+
+/// The packaging branch's `DEBIAN_REPOSITORIES`, read beside its CURRENT_TARGETS.
+async fn debian_repositories(deployment: &Deployment, branch: &str) -> CliResult<Vec<String>> {
+    let branch: pipeline_core::PackagingBranch = branch.parse()?;
+    let url = deployment
+        .current_targets_url
+        .as_deref()
+        .and_then(|template| pipeline_aws::packaging::packaging_file_url(template, &branch, "DEBIAN_REPOSITORIES"))
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "stack {} has no CurrentTargetsUrl ending in /CURRENT_TARGETS to read {branch}'s DEBIAN_REPOSITORIES beside",
+                deployment.stack
+            ))
+        })?;
+    let text = pipeline_aws::packaging::fetch_text(&url, 64 * 1024)
+        .await
+        .map_err(|problem| CliError::NotFound(format!("{url}: {problem}")))?;
+    Ok(pipeline_core::distro::parse_debian_repositories(&text))
+}
+
+/// `history`: each state's entries with input and output (or one state's, or every event).
+fn print_history(events: &[Event], state: Option<&str>, all: bool, json: bool) -> CliResult<()> {
     let chosen: Vec<&Event> = events
         .iter()
         .filter(|event| state.is_none_or(|state| event.state.as_deref() == Some(state)))
         .filter(|event| {
-            state.is_some()
+            all || state.is_some()
                 || event.is_state_entered()
                 || event.is_state_exited()
                 || event.ends_execution()

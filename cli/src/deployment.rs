@@ -21,16 +21,21 @@ pub struct Deployment {
     pub functions: BTreeMap<String, String>,
     /// The private bucket of markers and worker logs (`ScratchBucketName`).
     pub scratch_bucket: Option<String>,
+    /// The stack's `CurrentTargetsUrl` parameter (`{branch}` in it): where the packaging
+    /// repository's files are read.
+    pub current_targets_url: Option<String>,
 }
 
 impl Deployment {
     /// The deployment described by a stack's parameters and outputs (key, value).
     pub fn from_stack(stack: &str, parameters: &[(String, String)], outputs: &[(String, String)]) -> Deployment {
-        let name_prefix = parameters
-            .iter()
-            .find(|(key, _)| key == "NamePrefix")
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default();
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let name_prefix = parameter("NamePrefix").unwrap_or_default();
         let unprefixed = |name: &str| name.strip_prefix(name_prefix.as_str()).unwrap_or(name).to_string();
         let mut machines = BTreeMap::new();
         let mut functions = BTreeMap::new();
@@ -51,6 +56,7 @@ impl Deployment {
             machines,
             functions,
             scratch_bucket,
+            current_targets_url: parameter("CurrentTargetsUrl"),
         }
     }
 
@@ -138,7 +144,11 @@ mod tests {
     fn staging() -> Deployment {
         Deployment::from_stack(
             "staging-pipeline",
-            &pairs(&[("NamePrefix", "staging-"), ("WorkerAmiId", "ami-1")]),
+            &pairs(&[
+                ("NamePrefix", "staging-"),
+                ("WorkerAmiId", "ami-1"),
+                ("CurrentTargetsUrl", "https://example.test/{branch}/CURRENT_TARGETS"),
+            ]),
             &pairs(&[
                 (
                     "BuildStateMachineArn",
@@ -171,6 +181,10 @@ mod tests {
             "staging-shift-version"
         );
         assert_eq!(deployment.scratch_bucket().unwrap(), "staging-scratch");
+        assert_eq!(
+            deployment.current_targets_url.as_deref(),
+            Some("https://example.test/{branch}/CURRENT_TARGETS")
+        );
         assert_eq!(
             deployment.machine_of_execution("arn:aws:states:eu-west-1:210987654321:execution:staging-hhvm-build:x"),
             Some("hhvm-build")

@@ -6,8 +6,10 @@
 pub mod args;
 pub mod commands;
 pub mod deployment;
+pub mod display;
 pub mod error;
 pub mod history;
+pub mod plan;
 pub mod requests;
 pub mod status;
 

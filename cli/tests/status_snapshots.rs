@@ -1,13 +1,16 @@
 //! The status view of recorded execution histories (from local-stack runs, each event trimmed
-//! to the fields the view reads), against their snapshots in `tests/snapshots/`: the text an
-//! operator sees and the `--json` document. `UPDATE_SNAPSHOTS=1 cargo test -p hhvmctl` rewrites
-//! them after a deliberate change; review the diff.
+//! to the fields the view reads: `hhvmctl history EXECUTION --all --json`), against their
+//! snapshots in `tests/snapshots/`: the text an operator sees and the `--json` document.
+//! `UPDATE_SNAPSHOTS=1 cargo test -p hhvmctl` rewrites them after a deliberate change; review
+//! the diff. The same lines as a terminal shows them live, and as plain lines without one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use hhvmctl::display::Display;
 use hhvmctl::history::Event;
-use hhvmctl::status::{ExecutionView, Progress, render};
+use hhvmctl::status::{ExecutionView, Progress, lines, render};
+use indicatif::{InMemoryTerm, MultiProgress, ProgressDrawTarget};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,11 +26,17 @@ fn fixture_dir() -> PathBuf {
 
 /// The view of the first execution of a recording, its children assembled under it.
 fn replay(name: &str) -> ExecutionView {
+    replay_first(name, usize::MAX)
+}
+
+/// The view of a recording cut after its first `records` events (in recording order: each
+/// execution's history in turn), as it looked while it ran.
+fn replay_first(name: &str, records: usize) -> ExecutionView {
     let path = fixture_dir().join("fixtures").join(format!("{name}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let mut order: Vec<String> = Vec::new();
     let mut histories: BTreeMap<String, (String, Vec<Event>)> = BTreeMap::new();
-    for line in text.lines() {
+    for line in text.lines().take(records) {
         let record: Record = serde_json::from_str(line).unwrap_or_else(|error| panic!("{name}: {error}: {line}"));
         if !histories.contains_key(&record.execution) {
             order.push(record.execution.clone());
@@ -165,4 +174,90 @@ fn the_publish_machine_holds_releases_in_the_state_the_view_knows() {
     assert_eq!(gate["Resource"], "arn:aws:states:::sns:publish.waitForTaskToken");
     // `hhvmctl approve` reads the token back from the scheduled task's parameters.
     assert_eq!(gate["Parameters"]["Message"]["taskToken.$"], "$$.Task.Token");
+}
+
+fn live_display(term: &InMemoryTerm) -> Display {
+    Display::live(MultiProgress::with_draw_target(ProgressDrawTarget::term_like(
+        Box::new(term.clone()),
+    )))
+}
+
+#[test]
+fn on_a_terminal_each_line_is_redrawn_in_place_with_a_spinner_on_what_runs() {
+    let term = InMemoryTerm::new(80, 200);
+    let mut display = live_display(&term);
+    let early = replay_first("released", 120);
+    assert_eq!(early.status, "RUNNING");
+    let early_lines = lines(&early, early.started_at + 30.0);
+    display.show(&early_lines);
+    let screen = term.contents();
+    assert_eq!(screen.lines().count(), early_lines.len(), "one row per line:\n{screen}");
+    for (row, line) in screen.lines().zip(&early_lines) {
+        let indented = format!("{}{}", "  ".repeat(line.depth), line.text);
+        if line.progress == Progress::Running {
+            assert!(row.ends_with(&format!(" {indented}")), "{row:?}");
+            assert!(!row.starts_with(' '), "a spinner leads a running line: {row:?}");
+        } else {
+            assert_eq!(row, format!("  {indented}"));
+        }
+    }
+
+    let done = replay("released");
+    let done_lines = lines(&done, done.ended_at.unwrap_or_default());
+    display.show(&done_lines);
+    let screen = term.contents();
+    assert_eq!(
+        screen.lines().count(),
+        done_lines.len(),
+        "lines are redrawn, not appended:\n{screen}"
+    );
+    for (row, line) in screen.lines().zip(&done_lines) {
+        assert_eq!(row, format!("  {}{}", "  ".repeat(line.depth), line.text));
+    }
+    assert!(!screen.contains("running "), "{screen}");
+    display.finish();
+    assert_eq!(term.contents(), "", "the live lines make way for the final view");
+}
+
+/// A `Write` the test can read back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn without_a_terminal_a_line_is_printed_again_only_when_its_news_changes() {
+    let captured = Captured::default();
+    let mut display = Display::plain(Box::new(captured.clone()));
+    let early = replay_first("released", 120);
+    let early_lines = lines(&early, early.started_at + 30.0);
+    display.show(&early_lines);
+    // Time passing is no news.
+    display.show(&lines(&early, early.started_at + 90.0));
+    let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(printed.lines().count(), early_lines.len(), "{printed}");
+    let done = replay("released");
+    let done_lines = lines(&done, done.ended_at.unwrap_or_default());
+    display.show(&done_lines);
+    display.finish();
+    let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let changed = done_lines
+        .iter()
+        .filter(|line| {
+            !early_lines
+                .iter()
+                .any(|early| early.key == line.key && early.news == line.news)
+        })
+        .count();
+    assert!(changed > 0);
+    assert_eq!(printed.lines().count(), early_lines.len() + changed, "{printed}");
 }

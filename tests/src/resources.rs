@@ -1,5 +1,5 @@
 //! What the local stack adds to the deployed template because it stands in for things outside
-//! AWS: the packaging repository's `CURRENT_TARGETS` over HTTP, the git repositories (as
+//! AWS: the packaging repository's `CURRENT_TARGETS` and `DEBIAN_REPOSITORIES` over HTTP, the git repositories (as
 //! `file://` URLs) and the source's `info/refs`, a throwaway signing key, the secrets' values
 //! (the template declares the secrets by name only), and the bucket of packages not built here.
 
@@ -50,6 +50,22 @@ pub async fn prepare(
     }
 
     let repositories = fixtures::make_repositories(&run_dir.join("git"), &fixtures_dir)?;
+    // Each branch's DEBIAN_REPOSITORIES beside its CURRENT_TARGETS, as GitHub serves the files of
+    // a branch: `hhvmctl plan` reads which suites a publish updates from it.
+    for branch in std::iter::once("master").chain(RELEASE_BRANCHES) {
+        let repositories_file = fixtures::run(
+            Some(&repositories.packaging),
+            &[],
+            "git",
+            &["show", &format!("{branch}:DEBIAN_REPOSITORIES")],
+        )?;
+        put(
+            s3,
+            &format!("{branch}/DEBIAN_REPOSITORIES"),
+            repositories_file.into_bytes(),
+        )
+        .await?;
+    }
     // git's dumb HTTP protocol file: what `hhvm-start-nightly` reads the branch head from.
     fixtures::run(Some(&repositories.staging), &[], "git", &["update-server-info"])?;
     let refs_path: PathBuf = repositories.staging.join("info/refs");

@@ -2,10 +2,12 @@
 //! stack's machines and functions through CloudFormation, talking to moto and the local Lambda
 //! service through the standard endpoint variables. A build with a failing distro is followed
 //! to its failure (the cause, the failed step and the worker's log on screen), its log is
-//! printed, its status read as JSON, and a rerun rebuilds only that distro; a function's typed
-//! error is shown with a non-zero exit; the release gate holds a publish until `approve`, and
-//! `reject` fails it with the reason, having published nothing; a nightly started by hand is
-//! followed to its publication.
+//! printed, its status read as JSON, and a rerun rebuilds only that distro — the one `plan`
+//! said would build; a function's typed error is shown with a non-zero exit; the release gate
+//! holds a publish until `approve`, and `reject` fails it with the reason, having published
+//! nothing; `logs --follow` waits for the repository update's log and ends with its job; the
+//! publish updates the suites and invalidates the paths `plan` named; a nightly started by hand
+//! is followed to its publication.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -70,6 +72,26 @@ async fn wait_for_the_gate(stack: &LocalStack, name: &str) -> String {
     }
 }
 
+/// `plan VERSION --json [OPTIONS]`'s plan of the version.
+fn plan_of(stack: &LocalStack, version: &str, options: &[&str]) -> Value {
+    let plan = hhvmctl(stack, &[&["plan", version, "--json"], options].concat());
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let mut plans: Vec<Value> = serde_json::from_slice(&plan.stdout).expect("plan --json is JSON");
+    assert_eq!(plans.len(), 1);
+    plans.remove(0)
+}
+
+/// The distros a plan gives `action`.
+fn planned(plan: &Value, action: &str) -> Vec<String> {
+    plan["distros"]
+        .as_array()
+        .expect("distros")
+        .iter()
+        .filter(|step| step["action"] == action)
+        .filter_map(|step| step["distro"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The execution name a starting command reports (`started MACHINE NAME with INPUT`).
 fn started_name(output: &Output) -> String {
     stderr(output)
@@ -98,6 +120,12 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
 
     let unknown = hhvmctl(&stack, &["status", "no-such-execution"]);
     assert_eq!(unknown.status.code(), Some(3));
+
+    let fresh = plan_of(&stack, VERSION, &[]);
+    assert_eq!(fresh["sourceTarball"]["action"], "build");
+    assert_eq!(planned(&fresh, "build"), [PASSING, FAILING], "nothing is built yet");
+    let bad_plan = hhvmctl(&stack, &["plan", "4.168"]);
+    assert_eq!(bad_plan.status.code(), Some(2), "a bad version is a usage error");
 
     stack
         .fail_builds_of(FAILING, Some(VERSION))
@@ -146,6 +174,10 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
 
     std::fs::remove_file(stack.settings().failing_builds_dir.join(format!("{VERSION}_{FAILING}")))
         .expect("remove the failure knob");
+    let after_failure = plan_of(&stack, VERSION, &[]);
+    assert_eq!(after_failure["sourceTarball"]["action"], "skip");
+    assert_eq!(planned(&after_failure, "skip"), [PASSING]);
+    assert_eq!(planned(&after_failure, "build"), [FAILING]);
     let rerun = hhvmctl(&stack, &["rerun", &name, "--interval", "1", "--json"]);
     assert_eq!(rerun.status.code(), Some(0), "the rerun succeeds");
     assert!(started_name(&rerun).starts_with(&format!("{name}-rerun-")));
@@ -157,7 +189,20 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
         .iter()
         .filter_map(|worker| worker["target"].as_str())
         .collect();
+    assert_eq!(
+        rebuilt,
+        planned(&after_failure, "build"),
+        "the rerun rebuilds what the plan said"
+    );
     assert_eq!(rebuilt, [FAILING], "only the failed distro is rebuilt");
+
+    let version_status = hhvmctl(&stack, &["status", VERSION]);
+    assert_eq!(version_status.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&version_status.stdout).expect("status VERSION is JSON");
+    assert_eq!(
+        report["built_not_published"],
+        serde_json::json!(["source", PASSING, FAILING])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,11 +238,28 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
         .expect("inspect the downloads bucket");
     assert!(publication.pool_packages.is_empty(), "{:?}", publication.pool_packages);
 
+    let before_publish = plan_of(&stack, VERSION, &["--approval"]);
+    assert_eq!(before_publish["waitsForApproval"], true);
+    assert_eq!(
+        planned(&before_publish, "skip"),
+        [PASSING, FAILING],
+        "built: nothing to build"
+    );
     let held = hhvmctl(
         &stack,
         &["publish", VERSION, "--approval", "--poll-interval", "1", "--detach"],
     );
     let name = started_name(&held);
+    // Started before any repository update ran: it waits for the worker's log.
+    let follower = Command::new(pipeline_tests::workspace_binary("hhvmctl"))
+        .args(["logs", VERSION, "--update", "--follow", "--interval", "1"])
+        .envs(stack.client_environment())
+        .env_remove("HHVM_PIPELINE_STACK")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run target/debug/hhvmctl logs --follow");
     let waiting = wait_for_the_gate(&stack, &name).await;
     assert!(waiting.contains("running  Wait For Approval"), "{waiting}");
     let still = hhvmctl(&stack, &["status", &name, "--json"]);
@@ -220,6 +282,78 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
     assert_eq!(document["status"], "SUCCEEDED", "{document}");
     let again = hhvmctl(&stack, &["approve", &name]);
     assert_eq!(again.status.code(), Some(3), "nothing waits any more");
+
+    let followed_log = follower.wait_with_output().expect("logs --follow ends");
+    eprintln!(
+        "$ hhvmctl logs {VERSION} --update --follow\n{}{}",
+        stderr(&followed_log),
+        stdout(&followed_log)
+    );
+    assert_eq!(followed_log.status.code(), Some(0), "{}", stderr(&followed_log));
+    assert!(
+        stderr(&followed_log).starts_with("waiting for a log under "),
+        "{}",
+        stderr(&followed_log)
+    );
+    let whole_log = hhvmctl(&stack, &["logs", VERSION, "--update"]);
+    assert_eq!(
+        stdout(&followed_log),
+        stdout(&whole_log),
+        "following printed the whole log, once"
+    );
+    assert!(
+        stdout(&whole_log).contains("[update-repositories] finished"),
+        "{}",
+        stdout(&whole_log)
+    );
+
+    let publication = inspect_publication(&stack, VERSION)
+        .await
+        .expect("inspect the downloads bucket");
+    let invalidated: Vec<&str> = publication
+        .invalidations
+        .iter()
+        .flat_map(|invalidation| invalidation.paths.iter().map(String::as_str))
+        // The suites' release files; the index pages' invalidations are directories (`…/`).
+        .filter(|path| path.contains("/dists/") && !path.ends_with('/'))
+        .collect();
+    let mut invalidated = invalidated;
+    invalidated.sort_unstable();
+    invalidated.dedup();
+    let planned_paths: Vec<&str> = before_publish["invalidations"]
+        .as_array()
+        .expect("invalidations")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(invalidated, planned_paths, "the publish invalidated what the plan said");
+    let suites: Vec<&str> = before_publish["publish"]["suites"]
+        .as_array()
+        .expect("suites")
+        .iter()
+        .flat_map(|distro| distro["suites"].as_array().expect("a distro's suites").iter())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        suites.len(),
+        4,
+        "two distros, each to its codename and its release's: {suites:?}"
+    );
+    let signed: Vec<String> = publication
+        .dists
+        .iter()
+        .map(|dist| format!("{}/{}", dist.repository, dist.suite))
+        .collect();
+    for suite in suites {
+        assert!(
+            signed.iter().any(|published| published == suite),
+            "{suite} is published and signed: {signed:?}"
+        );
+    }
+    assert_eq!(
+        before_publish["publish"]["releaseSource"]["tag"],
+        format!("HHVM-{VERSION}")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,7 +76,7 @@ pub fn is_child_of(input: Option<&str>, parent: &ExecutionName) -> bool {
         .and_then(|text| serde_json::from_str::<Value>(text).ok())
         .and_then(|input| {
             input
-                .get("parentExecutionName")
+                .get(pipeline_core::executions::PARENT_EXECUTION_NAME_FIELD)
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })

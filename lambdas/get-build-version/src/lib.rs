@@ -15,7 +15,7 @@ use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::approval::{REQUIRE_APPROVAL_FIELD, approval_required};
 use pipeline_core::distro::read_distros;
-use pipeline_core::executions::ExecutionName;
+use pipeline_core::executions::{ExecutionName, PARENT_EXECUTION_NAME_FIELD};
 use pipeline_core::polling::fill_poll_settings;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{PackagingBranch, Payload, PipelineError, S3Location, Version};
@@ -110,10 +110,10 @@ fn validate_later_fields(payload: &Payload) -> Result<(), PipelineError> {
     read_distros(payload)?;
     payload.optional::<bool>("force", "a boolean")?;
     ExecutionName::optional(payload)?;
-    if let Some(parent) = payload.optional_nonempty_str("parentExecutionName")? {
+    if let Some(parent) = payload.optional_nonempty_str(PARENT_EXECUTION_NAME_FIELD)? {
         parent
             .parse::<ExecutionName>()
-            .map_err(|problem| PipelineError::invalid_input("parentExecutionName", problem))?;
+            .map_err(|problem| PipelineError::invalid_input(PARENT_EXECUTION_NAME_FIELD, problem))?;
     }
     Ok(())
 }

@@ -36,6 +36,14 @@ pub fn current_targets_url(url_template: &str, branch: &PackagingBranch) -> Stri
     url_template.replace("{branch}", &branch.to_string())
 }
 
+/// The URL of another file of a branch of the packaging repository (`DEBIAN_REPOSITORIES`):
+/// beside its CURRENT_TARGETS, when the configured URL ends with that file's name.
+pub fn packaging_file_url(url_template: &str, branch: &PackagingBranch, file: &str) -> Option<String> {
+    current_targets_url(url_template, branch)
+        .strip_suffix("/CURRENT_TARGETS")
+        .map(|base| format!("{base}/{file}"))
+}
+
 /// The distros `branch` builds, validated (a bad line is an error, not a silently skipped distro).
 pub async fn fetch_current_targets(url_template: &str, branch: &PackagingBranch) -> Result<Vec<Distro>, PipelineError> {
     let url = current_targets_url(url_template, branch);
@@ -91,6 +99,23 @@ mod tests {
             &"HHVM-4.168".parse().unwrap(),
         );
         assert_eq!(url, "https://example.test/p/HHVM-4.168/CURRENT_TARGETS");
+        assert_eq!(
+            packaging_file_url(
+                "https://example.test/p/{branch}/CURRENT_TARGETS",
+                &"HHVM-4.168".parse().unwrap(),
+                "DEBIAN_REPOSITORIES"
+            )
+            .as_deref(),
+            Some("https://example.test/p/HHVM-4.168/DEBIAN_REPOSITORIES")
+        );
+        assert_eq!(
+            packaging_file_url(
+                "https://example.test/targets?b={branch}",
+                &"master".parse().unwrap(),
+                "X"
+            ),
+            None
+        );
     }
 
     #[tokio::test]

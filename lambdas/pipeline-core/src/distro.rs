@@ -26,6 +26,34 @@ impl Distro {
     pub fn codename(&self) -> &str {
         self.0.rsplit('-').next().unwrap_or_default()
     }
+
+    /// The apt suites (`ubuntu/noble`, `ubuntu/noble-4.168`) this distro's packages go to, for
+    /// its packaging branch's `DEBIAN_REPOSITORIES` templates: the codename with what follows
+    /// `DISTRO` in each, as update-repos.sh's `dists_of` makes them (it reads the codename from
+    /// the distro's `DISTRIBUTION` file, which names the same codename).
+    pub fn suites(&self, templates: &[String]) -> Result<Vec<String>, String> {
+        templates
+            .iter()
+            .map(|template| {
+                let dist = format!(
+                    "{}{}",
+                    self.codename(),
+                    template.strip_prefix("DISTRO").unwrap_or(template)
+                );
+                let plain = dist.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && dist
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+                if plain {
+                    Ok(format!("{}/{dist}", self.os()))
+                } else {
+                    Err(format!(
+                        "DEBIAN_REPOSITORIES line {template:?} gives a bad dist {dist:?}"
+                    ))
+                }
+            })
+            .collect()
+    }
 }
 
 impl FromStr for Distro {
@@ -102,9 +130,31 @@ pub fn parse_current_targets(text: &str) -> Result<Vec<Distro>, String> {
         .collect()
 }
 
+/// Parses a `DEBIAN_REPOSITORIES` file: one suite template per line (`DISTRO`, `DISTRO-4.168`);
+/// blank lines and `#` comments ignored, as update-repos.sh reads it.
+pub fn parse_debian_repositories(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suites_follow_debian_repositories_as_the_repository_update_does() {
+        let distro: Distro = "ubuntu-24.04-noble".parse().unwrap();
+        let templates = parse_debian_repositories("DISTRO\n# pinned\n\nDISTRO-4.168\n");
+        assert_eq!(templates, ["DISTRO", "DISTRO-4.168"]);
+        assert_eq!(
+            distro.suites(&templates).unwrap(),
+            ["ubuntu/noble", "ubuntu/noble-4.168"]
+        );
+        let bad = distro.suites(&["DISTRO/../x".to_string()]).unwrap_err();
+        assert!(bad.contains("\"noble/../x\""), "{bad}");
+    }
 
     #[test]
     fn distro_names_follow_the_directory_convention() {

@@ -221,6 +221,10 @@ pub fn is_poll_setting(field: &str) -> bool {
     field != "poll" && (field.starts_with("poll") || field.ends_with("Seconds"))
 }
 
+/// The field of a child execution's input naming the execution that started it: the
+/// end-of-execution cleanup stops the running children of an ended parent by it.
+pub const PARENT_EXECUTION_NAME_FIELD: &str = "parentExecutionName";
+
 /// The input of a child execution for `version`: `version`, `packagingBranch` (the payload's, else
 /// the version's default), `distros` and `force` when the payload has them, every poll setting,
 /// and `parentExecutionName`. Everything is validated here, before any execution is started.
@@ -246,7 +250,7 @@ pub fn child_input(payload: &Payload, version: &Version, parent: &ExecutionName)
     if let Value::Object(fields) = payload.clone().into_value() {
         input.extend(fields.into_iter().filter(|(field, _)| is_poll_setting(field)));
     }
-    input.insert("parentExecutionName".into(), Value::String(parent.to_string()));
+    input.insert(PARENT_EXECUTION_NAME_FIELD.into(), Value::String(parent.to_string()));
     Ok(Value::Object(input))
 }
 
