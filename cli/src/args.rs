@@ -9,13 +9,16 @@ Examples:
                                                 rebuild one distro, even if it was built
   hhvmctl release 4.168.2 4.167.5               build both, then publish them one at a time
   hhvmctl publish 4.168.2 --approval            publish a built version once approved
-  hhvmctl approve publish-4.168.2-20261202-0130 let the held release publish
+  hhvmctl approve publish-4.168.2-20261202-013005-042
+                                                let the held release publish
   hhvmctl nightly --force                       today's nightly, even if the source has not moved
   hhvmctl status 4.168.2                        what is built and published of a version
-  hhvmctl status release-4.168.2-20261202-0130  where an execution is, with its children
+  hhvmctl status release-4.168.2-20261202-013005-042
+                                                where an execution is, with its children
   hhvmctl plan 4.168.2                          what a build and publish of 4.168.2 would do
   hhvmctl logs 4.168.2 --distro debian-12-bookworm --follow
-  hhvmctl rerun release-4.168.2-20261202-0130   start it again; finished work is skipped
+  hhvmctl rerun release-4.168.2-20261202-013005-042
+                                                start it again; finished work is skipped
   hhvmctl invoke hhvm-get-build-version --payload '{\"version\": \"4.168.2\"}'
 
 The stack is found by name (--stack, or HHVM_PIPELINE_STACK; default hhvm-pipeline) with the

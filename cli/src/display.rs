@@ -1,8 +1,9 @@
 //! How a followed execution's lines (`status::lines`) reach the operator: on a terminal, one
 //! live line per phase and worker, redrawn in place (a spinner on what is running); otherwise a
-//! plain line each time a line's news changes, so a log or CI output reads as a history.
+//! plain line each time a line has news it has not shown before, so a log or CI output reads as
+//! a history — a polling state, done and running again every poll, is shown once of each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ pub struct Display {
     output: Output,
     /// Live: each line's bar.
     bars: Vec<(String, ProgressBar)>,
-    /// Plain: the news last printed of each line.
-    shown: BTreeMap<String, String>,
+    /// Plain: the news printed of each line.
+    shown: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Display {
@@ -82,9 +83,13 @@ impl Display {
                     }
                 }
                 Output::Plain(output) => {
-                    if self.shown.get(&line.key) != Some(&line.news) {
+                    if self
+                        .shown
+                        .entry(line.key.clone())
+                        .or_default()
+                        .insert(line.news.clone())
+                    {
                         let _ = writeln!(output, "{text}");
-                        self.shown.insert(line.key.clone(), line.news.clone());
                     }
                 }
             }

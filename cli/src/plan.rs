@@ -204,6 +204,19 @@ fn location(value: &Value) -> String {
     }
 }
 
+/// Paths grouped by their directory, in order: `/debian/dists/bookworm` → its release files.
+fn by_directory(paths: &[String]) -> Vec<(&str, Vec<&str>)> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for path in paths {
+        let (directory, file) = path.rsplit_once('/').unwrap_or(("", path));
+        match groups.last_mut() {
+            Some((last, files)) if *last == directory => files.push(file),
+            _ => groups.push((directory, vec![file])),
+        }
+    }
+    groups
+}
+
 fn suite_dist(suite: &str) -> &str {
     suite.split_once('/').map_or(suite, |(_, dist)| dist)
 }
@@ -249,8 +262,8 @@ pub fn render(plans: &[VersionPlan]) -> String {
             out.push_str(&format!("    {} to {}\n", distro.distro, distro.suites.join(", ")));
         }
         out.push_str("  invalidates\n");
-        for path in &plan.invalidations {
-            out.push_str(&format!("    {path}\n"));
+        for (directory, files) in by_directory(&plan.invalidations) {
+            out.push_str(&format!("    {directory}/ {}\n", files.join(", ")));
         }
         out.push_str("    and the index pages that change (create-s3-index-html compares each)\n");
     }

@@ -140,6 +140,38 @@ fn a_release_shows_its_build_and_publish_children_done() {
 }
 
 #[test]
+fn a_release_held_by_the_gate_says_how_to_approve_or_reject_it() {
+    let view = replay("waiting-for-approval");
+    assert_eq!(view.status, "RUNNING");
+    assert!(view.awaiting_approval);
+    assert!(view.workers.is_empty(), "nothing is published before approval");
+    let gate = view.phases.last().expect("phases");
+    assert_eq!(gate.name, hhvmctl::status::APPROVAL_STATE);
+    assert_eq!(gate.progress, Progress::Running);
+    let recorded = std::fs::read_to_string(fixture_dir().join("fixtures/waiting-for-approval.jsonl")).unwrap();
+    let events: Vec<Event> = recorded
+        .lines()
+        .map(|line| serde_json::from_str::<Record>(line).unwrap().event)
+        .collect();
+    assert!(
+        hhvmctl::status::approval_token(&events).is_some(),
+        "approve reads the token from the history"
+    );
+    // Still running: the view is rendered 3 s after the last recorded event.
+    let now = events.last().map(|event| event.timestamp).unwrap_or_default() + 3.0;
+    let text = render(&view, now);
+    assert!(
+        text.contains(&format!(
+            "waiting  for approval: hhvmctl approve {0}, or hhvmctl reject {0} --reason WHY",
+            view.name
+        )),
+        "{text}"
+    );
+    let document = serde_json::to_string_pretty(&view).expect("a view serialises");
+    assert_snapshot("waiting-for-approval.txt", &format!("{text}\n{document}\n"));
+}
+
+#[test]
 fn a_running_execution_times_what_runs_at_now() {
     let recorded = std::fs::read_to_string(fixture_dir().join("fixtures/failed-distro.jsonl")).unwrap();
     // The parent's history up to its child's start: still running.
@@ -235,7 +267,7 @@ impl std::io::Write for Captured {
 }
 
 #[test]
-fn without_a_terminal_a_line_is_printed_again_only_when_its_news_changes() {
+fn without_a_terminal_a_line_is_printed_again_only_with_news_it_has_not_shown() {
     let captured = Captured::default();
     let mut display = Display::plain(Box::new(captured.clone()));
     let early = replay_first("released", 120);
@@ -248,6 +280,8 @@ fn without_a_terminal_a_line_is_printed_again_only_when_its_news_changes() {
     let done = replay("released");
     let done_lines = lines(&done, done.ended_at.unwrap_or_default());
     display.show(&done_lines);
+    // A polling state running again, as every poll enters it again: shown already.
+    display.show(&early_lines);
     display.finish();
     let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let changed = done_lines
