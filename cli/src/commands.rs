@@ -136,7 +136,7 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
                 .execution_arn(&arn)
                 .send()
                 .await
-                .map_err(|error| CliError::aws("Step Functions RedriveExecution", error))?;
+                .map_err(redrive_error)?;
             eprintln!("redriving {arn}");
             follow_or_detach(clients, &deployment, &arn, &follow, json).await
         }
@@ -156,6 +156,29 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
             clap_complete::generate(shell, &mut command, "hhvmctl", &mut std::io::stdout());
             Ok(())
         }
+    }
+}
+
+/// An endpoint without RedriveExecution (an emulator: moto answers HTTP 500 with an HTML page)
+/// answers with no AWS error at all: say so, and what works instead, rather than the SDK's
+/// parse error of the page.
+fn redrive_error(
+    error: aws_sdk_sfn::error::SdkError<
+        aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError,
+        aws_sdk_sfn::config::http::HttpResponse,
+    >,
+) -> CliError {
+    use aws_sdk_sfn::error::ProvideErrorMetadata;
+    let status = error.raw_response().map(|response| response.status().as_u16());
+    let unanswered = error.as_service_error().is_some_and(|e| e.code().is_none());
+    match status {
+        Some(status) if unanswered => CliError::Aws {
+            operation: "Step Functions RedriveExecution".to_string(),
+            message: format!(
+                "the endpoint answered HTTP {status} without an AWS error: it has no RedriveExecution (the local emulator lacks it); `hhvmctl rerun` starts the execution again, skipping finished work"
+            ),
+        },
+        _ => CliError::aws("Step Functions RedriveExecution", error),
     }
 }
 

@@ -114,7 +114,9 @@ pub struct ExecutionView {
     pub status: String,
     /// The versions of its input (`version`, or `versions`).
     pub versions: Vec<String>,
-    pub started_at: f64,
+    /// When its first event happened; `None` while its history is still empty (right after
+    /// it was started).
+    pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
     pub phases: Vec<Phase>,
     pub workers: Vec<Worker>,
@@ -165,7 +167,7 @@ impl ExecutionView {
             machine: machine.to_string(),
             status: "RUNNING".to_string(),
             versions: Vec::new(),
-            started_at: events.first().map_or(0.0, |event| event.timestamp),
+            started_at: events.first().map(|event| event.timestamp),
             ended_at: None,
             phases: Vec::new(),
             workers: Vec::new(),
@@ -453,7 +455,10 @@ pub fn lines(view: &ExecutionView, now: f64) -> Vec<Line> {
 }
 
 fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>) {
-    let elapsed = view.ended_at.unwrap_or(now) - view.started_at;
+    let elapsed = match view.started_at {
+        Some(started) => duration(view.ended_at.unwrap_or(now) - started),
+        None => "starting".to_string(),
+    };
     let versions = if view.versions.is_empty() {
         String::new()
     } else {
@@ -463,7 +468,7 @@ fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>)
     out.push(Line {
         key: view.arn.clone(),
         depth,
-        text: format!("{head} ({})", duration(elapsed)),
+        text: format!("{head} ({elapsed})"),
         news: head,
         progress: progress_of_status(&view.status),
     });

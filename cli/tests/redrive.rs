@@ -92,3 +92,24 @@ async fn a_refused_redrive_is_an_aws_error_that_says_why() {
         format!("{:?}", std::process::ExitCode::from(4))
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_without_redrive_says_so_and_what_works_instead() {
+    let described = described();
+    // What moto answers for an operation it lacks: an HTML page, no AWS error.
+    let unknown = mock!(aws_sdk_sfn::Client::redrive_execution).then_http_response(|| {
+        http_response(
+            500,
+            "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n",
+        )
+    });
+    let cli = Cli::parse_from(["hhvmctl", "redrive", EXECUTION, "--detach"]);
+    let error = run(cli, &clients(&[&described, &unknown])).await.unwrap_err();
+    assert!(matches!(error, CliError::Aws { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("the endpoint answered HTTP 500 without an AWS error: it has no RedriveExecution"),
+        "{text}"
+    );
+    assert!(text.contains("`hhvmctl rerun`"), "{text}");
+}

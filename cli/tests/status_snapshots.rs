@@ -140,6 +140,17 @@ fn a_release_shows_its_build_and_publish_children_done() {
 }
 
 #[test]
+fn an_execution_without_events_yet_is_starting() {
+    let arn = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build:build-4.168.2-20261202-013005-042";
+    let view = ExecutionView::from_history(arn, "hhvm-build", &[], None);
+    assert_eq!(view.started_at, None);
+    assert_eq!(
+        render(&view, 1_796_184_000.0).lines().next(),
+        Some("hhvm-build build-4.168.2-20261202-013005-042 RUNNING (starting)")
+    );
+}
+
+#[test]
 fn a_release_held_by_the_gate_says_how_to_approve_or_reject_it() {
     let view = replay("waiting-for-approval");
     assert_eq!(view.status, "RUNNING");
@@ -186,7 +197,7 @@ fn a_running_execution_times_what_runs_at_now() {
     let view = ExecutionView::from_history(arn, "hhvm-build-and-publish", &events, None);
     assert_eq!(view.status, "RUNNING");
     assert!(!view.is_over());
-    let later = view.started_at + 125.0;
+    let later = view.started_at.expect("started") + 125.0;
     assert!(
         render(&view, later)
             .lines()
@@ -220,7 +231,7 @@ fn on_a_terminal_each_line_is_redrawn_in_place_with_a_spinner_on_what_runs() {
     let mut display = live_display(&term);
     let early = replay_first("released", 120);
     assert_eq!(early.status, "RUNNING");
-    let early_lines = lines(&early, early.started_at + 30.0);
+    let early_lines = lines(&early, early.started_at.expect("started") + 30.0);
     display.show(&early_lines);
     let screen = term.contents();
     assert_eq!(screen.lines().count(), early_lines.len(), "one row per line:\n{screen}");
@@ -271,10 +282,10 @@ fn without_a_terminal_a_line_is_printed_again_only_with_news_it_has_not_shown() 
     let captured = Captured::default();
     let mut display = Display::plain(Box::new(captured.clone()));
     let early = replay_first("released", 120);
-    let early_lines = lines(&early, early.started_at + 30.0);
+    let early_lines = lines(&early, early.started_at.expect("started") + 30.0);
     display.show(&early_lines);
     // Time passing is no news.
-    display.show(&lines(&early, early.started_at + 90.0));
+    display.show(&lines(&early, early.started_at.expect("started") + 90.0));
     let printed = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert_eq!(printed.lines().count(), early_lines.len(), "{printed}");
     let done = replay("released");
