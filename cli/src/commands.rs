@@ -1,7 +1,7 @@
 //! Each command: the AWS calls it makes (small functions taking their clients) around the pure
 //! pieces of `requests` and `status`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
@@ -584,7 +584,6 @@ async fn follow_log(clients: &Clients, deployment: &Deployment, job: &LogJob, in
             };
             if let Some(piece) = log_piece(&clients.s3, bucket, &newest.key, printed).await? {
                 print!("{}", String::from_utf8_lossy(&piece.bytes));
-                use std::io::Write;
                 let _ = std::io::stdout().flush();
                 if piece.complete {
                     return Ok(());

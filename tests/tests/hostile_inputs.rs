@@ -1440,6 +1440,14 @@ fn cdn_and_indexes(corpus: &mut Corpus) {
     ];
     cases.values(INVALID_INPUT, "cloudfront", distributions);
     cases.values(INVALID_INPUT, "executionName", some_hostile_execution_names());
+    // What a publish changed is found from its version and distros.
+    cases.values(INVALID_VERSION, "version", some_hostile_versions());
+    cases.values(INVALID_INPUT, "distros", some_hostile_distros());
+    cases.values(
+        INVALID_INPUT,
+        "wholeBucket",
+        vec![json!("yes"), json!(1), json!([true])],
+    );
 }
 
 /// The build status report and the failure notification.

@@ -360,6 +360,9 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
 async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
     let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
+    // The bucket as deployed, indexed whole once.
+    let indexed = hhvmctl(&stack, &["reindex"]);
+    assert_eq!(indexed.status.code(), Some(0));
     let nightly = hhvmctl(
         &stack,
         &[
@@ -397,4 +400,37 @@ async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
         !publication.pool_packages.is_empty(),
         "the nightly's packages are in the pools"
     );
+    // The publish re-indexed only what it changed, and left nothing of it stale: the whole
+    // bucket has no page to write.
+    let publish = &document["children"][1];
+    let index_step = hhvmctl(
+        &stack,
+        &[
+            "history",
+            publish["name"].as_str().expect("the publish child's name"),
+            "--state",
+            "Update Download Indices",
+            "--json",
+        ],
+    );
+    let events: Value = serde_json::from_slice(&index_step.stdout).expect("history --json is JSON");
+    let output = events
+        .as_array()
+        .and_then(|events| events.iter().find_map(|event| event.get("output")))
+        .expect("the step's output");
+    // The state keeps the function's whole answer (its input and `indexPages`) as `indexPages`.
+    assert_eq!(
+        output["indexPages"]["indexPages"]["reindexed"],
+        serde_json::json!([
+            "/debian/dists/",
+            "/debian/pool/main/h/hhvm-nightly/",
+            "/source/nightlies/",
+            "/ubuntu/dists/",
+            "/ubuntu/pool/main/h/hhvm-nightly/"
+        ]),
+        "{output}"
+    );
+    let reindex = hhvmctl(&stack, &["reindex"]);
+    let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex prints JSON");
+    assert_eq!(answer["indexPages"]["pagesWritten"], 0, "{answer}");
 }

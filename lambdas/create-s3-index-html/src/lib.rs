@@ -3,21 +3,31 @@
 //! changed on CloudFront.
 //!
 //! Unlike the original, it is incremental: the bucket is listed once, page by page, and each
-//! directory's page is rendered as soon as the listing has passed it; the page is written only
-//! when it differs from the stored one in more than its generation time, and only written pages
-//! are invalidated (collapsed into wildcards above a configurable cap). Memory holds the
-//! directories on the current path, never every page. The pass-through output gets a small
-//! `indexPages` summary.
+//! directory's page is rendered as soon as the listing has passed it; a page depends on its
+//! directory's listing alone, so it is written only when its MD5 is not the ETag the listing
+//! gives for the stored page — no page is read back — and the writes go out several at a time.
+//! Only written pages are invalidated (collapsed into wildcards above a configurable cap).
+//!
+//! With `version` (the publish machine's call) it lists and re-indexes only what a publish of
+//! that version changes (`layout::published_directories`: the pools of its package, the
+//! suites, the source tarballs' directory), each with everything under it, and the pages of
+//! their ancestors from listings of their level; the rest of the bucket is neither listed nor
+//! read. Without `version`, or with `wholeBucket: true`, the whole bucket.
+//! Memory holds the directories on the current path, never every page. The pass-through output
+//! gets a small `indexPages` summary.
 
 pub mod invalidation;
 pub mod listing;
 pub mod page;
 
+use futures::StreamExt;
 use pipeline_aws::cloudfront::{configured_distribution_id, distribution_for};
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
+use pipeline_core::distro::read_distros;
 use pipeline_core::executions::{ExecutionName, fnv1a};
-use pipeline_core::{BucketName, ObjectKey, Payload, PipelineError, S3Location};
+use pipeline_core::layout::{REPOSITORY_OSES, published_directories};
+use pipeline_core::{BucketName, Distro, ObjectKey, Payload, PipelineError, S3Location, Version};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -82,6 +92,9 @@ pub struct IndexSummary {
     /// The first few written pages' directories (`/` for the root).
     pub changed_directories: Vec<String>,
     pub invalidation: Option<InvalidationSummary>,
+    /// What was brought up to date: `/` (the whole bucket), or each directory re-indexed with
+    /// everything under it (and its ancestors' pages).
+    pub reindexed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,6 +113,37 @@ struct Request {
     bucket: BucketName,
     distribution_id: Option<String>,
     execution_name: Option<String>,
+    scope: Scope,
+}
+
+/// What a run brings up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every directory of the bucket (`hhvmctl reindex`, a call without `version`).
+    Bucket,
+    /// What a publish changed: these directories with everything under them, and the pages of
+    /// their ancestors.
+    Published(Vec<String>),
+}
+
+/// The scope of a call: a publish's (`version`, and the `distros` it published; all the
+/// repositories without them) unless `wholeBucket` is true or there is no `version`.
+pub fn read_scope(payload: &Payload) -> Result<Scope, PipelineError> {
+    let whole_bucket = payload.optional::<bool>("wholeBucket", "a boolean")?.unwrap_or(false);
+    let version = Version::read_optional(payload)?;
+    let distros = read_distros(payload)?;
+    Ok(match version {
+        Some(version) if !whole_bucket => {
+            let mut oses: Vec<&str> = match &distros {
+                Some(distros) => distros.iter().map(Distro::os).collect(),
+                None => REPOSITORY_OSES.to_vec(),
+            };
+            oses.sort_unstable();
+            oses.dedup();
+            Scope::Published(published_directories(&version, &oses))
+        }
+        _ => Scope::Bucket,
+    })
 }
 
 fn parse_request(config: &Config, payload: &Payload) -> Result<Request, PipelineError> {
@@ -134,6 +178,7 @@ fn parse_request(config: &Config, payload: &Payload) -> Result<Request, Pipeline
         bucket,
         distribution_id,
         execution_name,
+        scope: read_scope(payload)?,
     })
 }
 
@@ -147,17 +192,21 @@ pub async fn handle(
     handle_at(s3, cloudfront, config, event, &now).await
 }
 
-/// `handle` with the generation time given, for tests.
+/// `handle` at the time given (what makes a call without an execution a new invalidation),
+/// for tests.
 pub async fn handle_at(
     s3: &aws_sdk_s3::Client,
     cloudfront: &aws_sdk_cloudfront::Client,
     config: &Config,
     event: Value,
-    generated_at: &str,
+    called_at: &str,
 ) -> Result<Value, PipelineError> {
     let mut payload = Payload::from_value(event)?;
     let request = parse_request(config, &payload)?;
-    let (mut summary, changed) = update_index_pages(s3, &request.bucket, generated_at).await?;
+    let (mut summary, changed) = match &request.scope {
+        Scope::Bucket => update_index_pages(s3, &request.bucket).await?,
+        Scope::Published(subtrees) => update_published_pages(s3, &request.bucket, subtrees).await?,
+    };
 
     if let Some(distribution_id) = &request.distribution_id
         && !changed.is_empty()
@@ -165,7 +214,7 @@ pub async fn handle_at(
         let paths = invalidation::invalidation_paths(&changed, config.invalidation_path_cap);
         // Deterministic per execution and paths: a retried call finds the first attempt's
         // invalidation. A manual call (no execution) is unique by its time.
-        let run = request.execution_name.as_deref().unwrap_or(generated_at);
+        let run = request.execution_name.as_deref().unwrap_or(called_at);
         let caller_reference = format!("s3-index-update-{run}-{:016x}", fnv1a(paths.join("\n").as_bytes()));
         let created =
             pipeline_aws::cloudfront::create_invalidation_once(cloudfront, distribution_id, &caller_reference, &paths)
@@ -189,78 +238,158 @@ pub async fn handle_at(
     Ok(payload.into_value())
 }
 
+/// How many pages are written at once.
+const WRITE_CONCURRENCY: usize = 16;
+
 /// Lists `bucket` and brings every directory's page up to date; returns the summary and the
 /// paths of the directories whose pages were written.
 async fn update_index_pages(
     s3: &aws_sdk_s3::Client,
     bucket: &BucketName,
-    generated_at: &str,
 ) -> Result<(IndexSummary, Vec<String>), PipelineError> {
-    let mut summary = IndexSummary::default();
+    let mut summary = IndexSummary {
+        reindexed: vec!["/".to_string()],
+        ..IndexSummary::default()
+    };
     let mut changed = Vec::new();
     let mut walker = DirectoryWalker::new();
     let mut finished: Vec<Directory> = Vec::new();
     let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), None);
     while let Some(objects) = listing.next_page().await? {
         for object in objects {
-            summary.objects_listed += 1;
-            let listed = ListedObject {
-                key: object.key,
-                size: object.size,
-                last_modified: object.last_modified,
-            };
-            let placement = walker
-                .push(listed, &mut finished)
-                .map_err(|error| PipelineError::aws(format!("S3 ListObjectsV2 s3://{bucket}"), error))?;
-            if placement == Placement::Skipped {
-                summary.keys_skipped += 1;
-            }
+            place(&mut walker, listed(object), &mut finished, bucket, &mut summary)?;
         }
-        for directory in finished.drain(..) {
-            update_page(s3, bucket, &directory, generated_at, &mut summary, &mut changed).await?;
-        }
+        write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
     }
     walker.finish(&mut finished);
-    for directory in finished.drain(..) {
-        update_page(s3, bucket, &directory, generated_at, &mut summary, &mut changed).await?;
+    write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
+    Ok((summary, changed))
+}
+
+/// Brings up to date what a publish changed: each of `subtrees` (walked as the whole bucket
+/// is, from a listing of its prefix alone; one that does not exist gets no page), then each
+/// ancestor's page from a listing of its level. The rest of the bucket is not listed.
+async fn update_published_pages(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    subtrees: &[String],
+) -> Result<(IndexSummary, Vec<String>), PipelineError> {
+    let mut summary = IndexSummary {
+        reindexed: subtrees.iter().map(|path| page::directory_url(path)).collect(),
+        ..IndexSummary::default()
+    };
+    let mut changed = Vec::new();
+    for subtree in subtrees {
+        let mut walker = DirectoryWalker::rooted_at(subtree);
+        let mut finished: Vec<Directory> = Vec::new();
+        let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), Some(&format!("{subtree}/")));
+        let mut exists = false;
+        while let Some(objects) = listing.next_page().await? {
+            for object in objects {
+                exists = true;
+                place(&mut walker, listed(object), &mut finished, bucket, &mut summary)?;
+            }
+            write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
+        }
+        if exists {
+            walker.finish(&mut finished);
+            write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
+        }
+    }
+    for ancestor in listing::ancestors_outside(subtrees) {
+        let prefix = if ancestor.is_empty() {
+            String::new()
+        } else {
+            format!("{ancestor}/")
+        };
+        let level = pipeline_aws::s3::list_directory(s3, bucket.as_str(), &prefix).await?;
+        if !ancestor.is_empty() && level.objects.is_empty() && level.subdirectories.is_empty() {
+            continue;
+        }
+        summary.objects_listed += level.objects.len() as u64;
+        let objects = level.objects.into_iter().map(listed).collect();
+        let directory = listing::directory_from_level(&ancestor, objects, level.subdirectories);
+        write_changed_pages(s3, bucket, std::iter::once(directory), &mut summary, &mut changed).await?;
     }
     Ok((summary, changed))
 }
 
-async fn update_page(
+fn listed(object: pipeline_aws::s3::ObjectSummary) -> ListedObject {
+    ListedObject {
+        key: object.key,
+        size: object.size,
+        last_modified: object.last_modified,
+        e_tag: object.e_tag,
+    }
+}
+
+/// Places a listed object in the walker's tree, counting it.
+fn place(
+    walker: &mut DirectoryWalker,
+    object: ListedObject,
+    finished: &mut Vec<Directory>,
+    bucket: &BucketName,
+    summary: &mut IndexSummary,
+) -> Result<(), PipelineError> {
+    summary.objects_listed += 1;
+    let placement = walker
+        .push(object, finished)
+        .map_err(|error| PipelineError::aws(format!("S3 ListObjectsV2 s3://{bucket}"), error))?;
+    if placement == Placement::Skipped {
+        summary.keys_skipped += 1;
+    }
+    Ok(())
+}
+
+/// Renders each directory's page and writes those the listing does not show stored (by
+/// ETag: no page is read back), `WRITE_CONCURRENCY` at a time.
+async fn write_changed_pages(
     s3: &aws_sdk_s3::Client,
     bucket: &BucketName,
-    directory: &Directory,
-    generated_at: &str,
+    directories: impl Iterator<Item = Directory>,
     summary: &mut IndexSummary,
     changed: &mut Vec<String>,
 ) -> Result<(), PipelineError> {
-    summary.directories += 1;
-    let rendered = page::render_index_page(directory, generated_at);
+    let mut writes = Vec::new();
+    for directory in directories {
+        summary.directories += 1;
+        let rendered = page::render_index_page(&directory);
+        if page::is_stored(&directory, &rendered) {
+            summary.pages_unchanged += 1;
+        } else {
+            writes.push((page_location(bucket, &directory)?, directory.path, rendered));
+        }
+    }
+    // In order, so the changed directories (and so the invalidation) do not depend on timing.
+    let mut written = futures::stream::iter(writes.into_iter().map(|(location, path, rendered)| async move {
+        pipeline_aws::s3::put_object(s3, &location, rendered.into_bytes(), "text/html; charset=utf-8")
+            .await
+            .map(|()| path)
+    }))
+    .buffered(WRITE_CONCURRENCY);
+    while let Some(path) = written.next().await {
+        let path = path?;
+        summary.pages_written += 1;
+        if summary.changed_directories.len() < REPORTED_DIRECTORIES {
+            summary.changed_directories.push(page::directory_url(&path));
+        }
+        changed.push(path);
+    }
+    Ok(())
+}
+
+/// Where a directory's page goes.
+fn page_location(bucket: &BucketName, directory: &Directory) -> Result<S3Location, PipelineError> {
     let key: ObjectKey = directory.index_key().parse().map_err(|problem| {
         PipelineError::aws(
             format!("S3 ListObjectsV2 s3://{bucket}"),
             format!("no page key for a directory: {problem}"),
         )
     })?;
-    let location = S3Location {
+    Ok(S3Location {
         bucket: bucket.clone(),
         path: key,
-    };
-    if directory.has_index_page
-        && let Some(stored) = pipeline_aws::s3::get_object_bytes(s3, &location).await?
-        && !page::pages_differ(&stored, &rendered)
-    {
-        summary.pages_unchanged += 1;
-        return Ok(());
-    }
-    pipeline_aws::s3::put_object(s3, &location, rendered.into_bytes(), "text/html; charset=utf-8").await?;
-    summary.pages_written += 1;
-    if summary.changed_directories.len() < REPORTED_DIRECTORIES {
-        summary.changed_directories.push(page::directory_url(&directory.path));
-    }
-    changed.push(directory.path.clone());
-    Ok(())
+    })
 }
 
 /// The deployed function: `handle` with its clients and configuration.

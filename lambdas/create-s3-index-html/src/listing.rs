@@ -10,6 +10,8 @@ pub struct ListedObject {
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub last_modified: i64,
+    /// As the listing gives it, without quotes.
+    pub e_tag: Option<String>,
 }
 
 /// A file shown on a directory's page.
@@ -31,6 +33,8 @@ pub struct Directory {
     pub files: Vec<FileEntry>,
     /// Whether the listing holds this directory's `index.html` (so there is a page to compare).
     pub has_index_page: bool,
+    /// That page's ETag, as the listing gives it.
+    pub stored_page_etag: Option<String>,
 }
 
 impl Directory {
@@ -98,9 +102,16 @@ impl Default for DirectoryWalker {
 }
 
 impl DirectoryWalker {
+    /// A walker of the whole bucket.
     pub fn new() -> DirectoryWalker {
+        DirectoryWalker::rooted_at("")
+    }
+
+    /// A walker of the sub-tree `path` (`debian/dists`), fed only the keys under `path/`: the
+    /// directories it finishes are `path` and those below it.
+    pub fn rooted_at(path: &str) -> DirectoryWalker {
         DirectoryWalker {
-            open: vec![Directory::new(String::new())],
+            open: vec![Directory::new(path.to_string())],
             previous_key: String::new(),
             started: false,
         }
@@ -131,6 +142,7 @@ impl DirectoryWalker {
             "" => Placement::FolderMarker,
             "index.html" => {
                 current.has_index_page = true;
+                current.stored_page_etag = object.e_tag;
                 Placement::IndexPage
             }
             _ => {
@@ -188,6 +200,67 @@ impl DirectoryWalker {
     }
 }
 
+/// One directory from the listing of its level alone (`objects` directly under `path/`, the
+/// names of its sub-directories): the page the walker of the whole bucket would make of it —
+/// but for a sub-directory that holds only keys with an empty segment (`a/b//c`), which the
+/// walker skips and a level's listing still names.
+pub fn directory_from_level(path: &str, objects: Vec<ListedObject>, subdirectories: Vec<String>) -> Directory {
+    let mut directory = Directory::new(path.to_string());
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    for object in objects {
+        let Some(name) = object.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        match name {
+            "" => {}
+            "index.html" => {
+                directory.has_index_page = true;
+                directory.stored_page_etag = object.e_tag;
+            }
+            _ => directory.files.push(FileEntry {
+                name: name.to_string(),
+                size: object.size,
+                last_modified: object.last_modified,
+            }),
+        }
+    }
+    directory.subdirectories = subdirectories.into_iter().filter(|name| !name.is_empty()).collect();
+    sorted(directory)
+}
+
+/// The proper ancestors of `subtrees` (the root `""` included) that are in none of them,
+/// deepest first: the pages that list a re-indexed sub-tree without being in one.
+pub fn ancestors_outside(subtrees: &[String]) -> Vec<String> {
+    let inside = |path: &str| {
+        subtrees
+            .iter()
+            .any(|tree| path == tree || path.starts_with(&format!("{tree}/")))
+    };
+    let mut ancestors: Vec<String> = Vec::new();
+    for tree in subtrees {
+        let mut path = tree.as_str();
+        while !path.is_empty() {
+            path = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            if !inside(path) && !ancestors.iter().any(|known| known == path) {
+                ancestors.push(path.to_string());
+            }
+        }
+    }
+    let depth = |path: &String| {
+        if path.is_empty() {
+            0
+        } else {
+            path.matches('/').count() + 1
+        }
+    };
+    ancestors.sort_by(|a, b| depth(b).cmp(&depth(a)).then_with(|| a.cmp(b)));
+    ancestors
+}
+
 fn sorted(mut directory: Directory) -> Directory {
     // Keys list `a-b/` before `a/` ('-' < '/'), but a reader expects `a/` first.
     directory.subdirectories.sort_unstable();
@@ -210,6 +283,7 @@ mod tests {
                         key: key.to_string(),
                         size: 1,
                         last_modified: 0,
+                        e_tag: None,
                     },
                     &mut finished,
                 )
@@ -273,9 +347,87 @@ mod tests {
                 key: key.into(),
                 size: 0,
                 last_modified: 0,
+                e_tag: None,
             };
             assert_eq!(walker.push(object, &mut finished).unwrap(), expected, "{key}");
         }
+    }
+
+    #[test]
+    fn a_sub_tree_walks_into_the_same_pages_as_the_whole_bucket() {
+        let keys = [
+            "debian/dists/a/InRelease",
+            "debian/dists/a/main/x",
+            "debian/dists/b/InRelease",
+            "debian/pool/p.deb",
+        ];
+        let whole = walk(&keys);
+        let mut walker = DirectoryWalker::rooted_at("debian/dists");
+        let mut finished = Vec::new();
+        for key in keys.iter().filter(|key| key.starts_with("debian/dists/")) {
+            let object = ListedObject {
+                key: key.to_string(),
+                size: 1,
+                last_modified: 0,
+                e_tag: None,
+            };
+            walker.push(object, &mut finished).unwrap();
+        }
+        walker.finish(&mut finished);
+        let paths: Vec<&str> = finished.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "debian/dists/a/main",
+                "debian/dists/a",
+                "debian/dists/b",
+                "debian/dists"
+            ]
+        );
+        for directory in &finished {
+            assert_eq!(Some(directory), whole.iter().find(|d| d.path == directory.path));
+        }
+    }
+
+    #[test]
+    fn a_level_listing_makes_the_walkers_directory() {
+        let keys = [
+            "debian/",
+            "debian/index.html",
+            "debian/README",
+            "debian/dists/a/InRelease",
+            "debian/pool/p.deb",
+        ];
+        let whole = walk(&keys);
+        let object = |key: &str, e_tag: Option<&str>| ListedObject {
+            key: key.to_string(),
+            size: 1,
+            last_modified: 0,
+            e_tag: e_tag.map(str::to_string),
+        };
+        let level = directory_from_level(
+            "debian",
+            vec![
+                object("debian/", None),
+                object("debian/README", None),
+                object("debian/index.html", Some("abc")),
+            ],
+            vec!["pool".into(), "dists".into(), String::new()],
+        );
+        let mut walked = whole.iter().find(|d| d.path == "debian").unwrap().clone();
+        assert_eq!(level.stored_page_etag.as_deref(), Some("abc"));
+        walked.stored_page_etag = level.stored_page_etag.clone();
+        assert_eq!(level, walked);
+    }
+
+    #[test]
+    fn the_ancestors_of_sub_trees_are_those_outside_them_deepest_first() {
+        let trees = ["debian/dists", "debian/pool/main/h/hhvm", "source", "source/nightlies"].map(String::from);
+        assert_eq!(
+            ancestors_outside(&trees),
+            ["debian/pool/main/h", "debian/pool/main", "debian/pool", "debian", ""]
+        );
+        assert_eq!(ancestors_outside(&[]), Vec::<String>::new());
     }
 
     #[test]
@@ -288,6 +440,7 @@ mod tests {
                     key: "b".into(),
                     size: 0,
                     last_modified: 0,
+                    e_tag: None,
                 },
                 &mut finished,
             )
@@ -298,6 +451,7 @@ mod tests {
                     key: "a".into(),
                     size: 0,
                     last_modified: 0,
+                    e_tag: None,
                 },
                 &mut finished,
             )

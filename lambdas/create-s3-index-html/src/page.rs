@@ -1,4 +1,7 @@
-//! Rendering a directory's page, and comparing pages while ignoring when they were generated.
+//! Rendering a directory's page, and telling a stored page from the listing alone. A page is a
+//! function of its directory's listing (no generation time, nothing else that changes by
+//! itself), so an unchanged directory renders the same bytes, whose MD5 is the stored page's
+//! ETag: nothing has to be read back to know a page is current.
 
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -11,11 +14,6 @@ use crate::listing::Directory;
 /// Everything but RFC 3986's unreserved characters is encoded in a path segment (so `*`, `?`,
 /// `#`, `%` and spaces in S3 keys all make working links and literal invalidation paths).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// The generation time sits between these markers; it is the only part of a page that changes
-/// when the directory does not.
-const GENERATED_AT_START: &str = "<!--generated-at-->";
-const GENERATED_AT_END: &str = "<!--/generated-at-->";
 
 const TEMPLATE: &str = include_str!("index.html.j2");
 
@@ -100,8 +98,8 @@ fn render_file_rows(directory: &Directory) -> String {
     rows
 }
 
-/// The HTML page listing `directory`; `generated_at` is shown in the footer.
-pub fn render_index_page(directory: &Directory, generated_at: &str) -> String {
+/// The HTML page listing `directory`.
+pub fn render_index_page(directory: &Directory) -> String {
     // Each ancestor of the directory, linked: the heading reads as the path and navigates it.
     let mut breadcrumbs: Vec<Value> = Vec::new();
     if !directory.path.is_empty() {
@@ -137,28 +135,26 @@ pub fn render_index_page(directory: &Directory, generated_at: &str) -> String {
             directories => directories,
             file_rows => file_rows,
             has_files => !directory.files.is_empty(),
-            generated_at => generated_at,
-            generated_at_start => Value::from_safe_string(GENERATED_AT_START.to_string()),
-            generated_at_end => Value::from_safe_string(GENERATED_AT_END.to_string()),
         })
         .expect("rendering plain data cannot fail")
 }
 
-/// The page without its generation time: two pages with equal results list the same things.
-/// A page without the markers (written by something else) is compared whole.
-pub fn without_generation_time(page: &str) -> (&str, &str) {
-    match (page.find(GENERATED_AT_START), page.find(GENERATED_AT_END)) {
-        (Some(start), Some(end)) if start < end => (&page[..start], &page[end..]),
-        _ => (page, ""),
-    }
+/// The ETag S3 gives `page` when it is put in one part without KMS: its hex MD5.
+pub fn page_etag(page: &str) -> String {
+    use md5::Digest;
+    md5::Md5::digest(page.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
-/// Whether two pages differ in anything but their generation time.
-pub fn pages_differ(stored: &[u8], rendered: &str) -> bool {
-    match std::str::from_utf8(stored) {
-        Ok(stored) => without_generation_time(stored) != without_generation_time(rendered),
-        Err(_) => true,
-    }
+/// Whether `rendered` is what the listing says is stored for `directory` (its ETag). A page
+/// stored otherwise (in parts, by something else) does not match, and is written again.
+pub fn is_stored(directory: &Directory, rendered: &str) -> bool {
+    directory
+        .stored_page_etag
+        .as_deref()
+        .is_some_and(|stored| stored == page_etag(rendered))
 }
 
 #[cfg(test)]
@@ -183,12 +179,13 @@ mod tests {
                 },
             ],
             has_index_page: false,
+            stored_page_etag: None,
         }
     }
 
     #[test]
     fn page_lists_parent_directories_and_files() {
-        let page = render_index_page(&directory(), "2026-11-21T10:00:00Z");
+        let page = render_index_page(&directory());
         assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
         assert!(page.contains("<title>/debian/pool/ - HHVM Downloads</title>"), "{page}");
         assert!(
@@ -206,12 +203,15 @@ mod tests {
             page.contains(r#"<td class="size" title="123456789 bytes">117.74 MiB</td>"#),
             "{page}"
         );
-        assert!(page.contains("2026-11-21T10:00:00Z"), "{page}");
+        assert!(
+            !page.contains("Generated"),
+            "nothing in a page changes by itself: {page}"
+        );
     }
 
     #[test]
     fn names_are_escaped_and_links_encoded() {
-        let page = render_index_page(&directory(), "now");
+        let page = render_index_page(&directory());
         assert!(page.contains(r#"href="a%20b%26c%3Cd%3E.txt""#), "{page}");
         assert!(page.contains("a b&amp;c&lt;d&gt;.txt"), "{page}");
         assert!(page.contains("odd &lt;dir&gt; &amp; &quot;quotes&quot;"), "{page}");
@@ -224,29 +224,35 @@ mod tests {
             path: String::new(),
             ..Directory::default()
         };
-        let page = render_index_page(&root, "now");
+        let page = render_index_page(&root);
         assert!(!page.contains(">..</a>"), "{page}");
         let top = Directory {
             path: "debian".into(),
             ..Directory::default()
         };
-        assert!(render_index_page(&top, "now").contains(r#"<a href="/">..</a>"#));
+        assert!(render_index_page(&top).contains(r#"<a href="/">..</a>"#));
     }
 
     #[test]
-    fn only_the_generation_time_is_ignored_when_comparing() {
-        let a = render_index_page(&directory(), "2026-11-21T10:00:00Z");
-        let b = render_index_page(&directory(), "2026-11-22T11:11:11Z");
-        assert_ne!(a, b);
-        assert!(!pages_differ(a.as_bytes(), &b));
-        let mut changed = directory();
+    fn a_page_is_known_stored_by_its_etag_alone() {
+        let page = render_index_page(&directory());
+        assert_eq!(
+            page,
+            render_index_page(&directory()),
+            "a directory renders the same page"
+        );
+        // The MD5 of the empty string and of "abc", as S3 reports them.
+        assert_eq!(page_etag(""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(page_etag("abc"), "900150983cd24fb0d6963f7d28e17f72");
+        let mut stored = directory();
+        stored.stored_page_etag = Some(page_etag(&page));
+        assert!(is_stored(&stored, &page));
+        let mut changed = stored.clone();
         changed.files[0].size += 1;
-        assert!(pages_differ(
-            a.as_bytes(),
-            &render_index_page(&changed, "2026-11-21T10:00:00Z")
-        ));
-        assert!(pages_differ(b"<html>written by something else</html>", &a));
-        assert!(pages_differ(&[0xff, 0xfe], &a));
+        assert!(!is_stored(&changed, &render_index_page(&changed)));
+        stored.stored_page_etag = Some("0a1b2c3d4e5f67890a1b2c3d4e5f6789-2".into());
+        assert!(!is_stored(&stored, &page), "a page put in parts is written again");
+        assert!(!is_stored(&directory(), &page), "no page stored");
     }
 
     #[test]

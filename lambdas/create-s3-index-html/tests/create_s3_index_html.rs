@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use aws_sdk_s3::primitives::ByteStream;
 use create_s3_index_html::{Config, handle_at};
 use pipeline_testing::cloudfront::{create_distribution, invalidation_count};
+use pipeline_testing::requests::RequestCounter;
 use pipeline_testing::{MotoServer, create_bucket, unique_name, unreachable_sdk_config};
 use serde_json::{Value, json};
 
@@ -20,6 +21,11 @@ async fn clients() -> Clients {
         s3: pipeline_aws::s3_client(&config),
         cloudfront: aws_sdk_cloudfront::Client::new(&config),
     }
+}
+
+/// The S3 requests a run sends, by operation.
+fn s3_requests(counter: &RequestCounter) -> Vec<(String, u64)> {
+    counter.counts().into_iter().collect()
 }
 
 /// The keys of the test bucket: big and small directories, deep paths, folder markers, a
@@ -120,9 +126,13 @@ async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalid
     };
     let input = json!({"bucket": bucket, "executionName": "publish-1", "unknown": {"kept": [1, null]}});
 
-    // First run: every directory gets a page, the foreign root page is replaced.
+    // The function's own S3 client counts its requests.
+    let counter = RequestCounter::default();
+    let counted = counter.s3(&clients.s3);
+
+    // First run: every directory gets a page, the foreign root page is replaced unread.
     let output = handle_at(
-        &clients.s3,
+        &counted,
         &clients.cloudfront,
         &config,
         input.clone(),
@@ -136,6 +146,14 @@ async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalid
     assert_eq!(summary["directories"], directories.len());
     assert_eq!(summary["pagesWritten"], directories.len());
     assert_eq!(summary["pagesUnchanged"], 0);
+    let listings = keys.len().div_ceil(1000) as u64;
+    assert_eq!(
+        s3_requests(&counter),
+        [
+            ("ListObjectsV2".to_string(), listings),
+            ("PutObject".to_string(), directories.len() as u64)
+        ]
+    );
     let invalidation = &summary["invalidation"];
     let path_count = invalidation["pathCount"].as_u64().unwrap();
     assert!((1..=20).contains(&path_count), "{invalidation}");
@@ -196,9 +214,10 @@ async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalid
     assert_eq!(pool.matches("📃").count(), 1200);
     assert!(pool.contains(r#"<a href="/debian/pool/main/h/">..</a>"#), "{pool}");
 
-    // Second run, later: nothing changed, so nothing is written or invalidated.
+    // Second run, later: nothing changed, so nothing is read, written or invalidated.
+    counter.reset();
     let again = handle_at(
-        &clients.s3,
+        &counted,
         &clients.cloudfront,
         &config,
         input.clone(),
@@ -210,11 +229,12 @@ async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalid
     assert_eq!(again["indexPages"]["pagesUnchanged"], directories.len());
     assert_eq!(again["indexPages"]["invalidation"], Value::Null);
     assert_eq!(invalidation_count(&clients.cloudfront, &distribution).await, 1);
-    assert!(
-        page(&clients.s3, &bucket, "index.html")
-            .await
-            .contains("2026-11-21T10:00:00Z")
+    assert_eq!(
+        s3_requests(&counter),
+        [("ListObjectsV2".to_string(), listings)],
+        "an unchanged bucket costs its listing alone"
     );
+    let root_before = page(&clients.s3, &bucket, "index.html").await;
 
     // One new package: only its directory's page is rewritten and invalidated.
     upload(
@@ -224,22 +244,135 @@ async fn pages_are_written_once_and_only_changed_pages_are_rewritten_and_invalid
     )
     .await;
     let input = json!({"bucket": bucket, "executionName": "publish-2"});
-    let third = handle_at(&clients.s3, &clients.cloudfront, &config, input, "2026-11-23T10:00:00Z")
+    counter.reset();
+    let third = handle_at(&counted, &clients.cloudfront, &config, input, "2026-11-23T10:00:00Z")
         .await
         .unwrap();
+    assert_eq!(
+        s3_requests(&counter),
+        [("ListObjectsV2".to_string(), listings), ("PutObject".to_string(), 1)]
+    );
     let summary = &third["indexPages"];
     assert_eq!(summary["pagesWritten"], 1);
     assert_eq!(summary["changedDirectories"], json!(["/debian/pool/main/h/hhvm/"]));
     assert_eq!(summary["invalidation"]["paths"], json!(["/debian/pool/main/h/hhvm/"]));
     assert_eq!(invalidation_count(&clients.cloudfront, &distribution).await, 2);
     let pool = page(&clients.s3, &bucket, "debian/pool/main/h/hhvm/index.html").await;
-    assert!(pool.contains("hhvm_9.9.9-1~bookworm_amd64.deb") && pool.contains("2026-11-23T10:00:00Z"));
-    assert!(
-        page(&clients.s3, &bucket, "index.html")
-            .await
-            .contains("2026-11-21T10:00:00Z"),
+    assert!(pool.contains("hhvm_9.9.9-1~bookworm_amd64.deb"), "{pool}");
+    assert_eq!(
+        page(&clients.s3, &bucket, "index.html").await,
+        root_before,
         "the root page was kept"
     );
+}
+
+#[tokio::test]
+async fn after_a_publish_only_what_it_changed_is_listed_and_reindexed() {
+    let clients = clients().await;
+    let bucket = create_bucket(&clients.s3, "published").await;
+    // Years of other work, which a publish of 4.168.2 does not touch.
+    let mut keys: Vec<String> = (0..3000)
+        .map(|i| format!("ubuntu/pool/main/h/hhvm-nightly/hhvm-nightly_2025.{i:04}-1~noble_amd64.deb"))
+        .collect();
+    keys.extend((0..2000).map(|i| format!("other/stuff/{i:04}.txt")));
+    keys.extend(
+        [
+            "debian/dists/bookworm/InRelease",
+            "ubuntu/dists/noble/InRelease",
+            "source/hhvm-4.167.5.tar.gz",
+            "source/nightlies/hhvm-nightly-2025.0001.tar.gz",
+            "conf/hhvm.gpg.key",
+        ]
+        .map(String::from),
+    );
+    upload(&clients.s3, &bucket, &keys).await;
+    let config = Config {
+        default_bucket: None,
+        distribution_id: None,
+        invalidation_path_cap: 100,
+    };
+    let whole = json!({"bucket": bucket});
+    handle_at(&clients.s3, &clients.cloudfront, &config, whole.clone(), "t0")
+        .await
+        .unwrap();
+
+    // The publish: its packages in both pools, a new suite, a suite updated, its source.
+    let published = [
+        "debian/pool/main/h/hhvm/hhvm_4.168.2-1~bookworm_amd64.deb",
+        "ubuntu/pool/main/h/hhvm/hhvm_4.168.2-1~noble_amd64.deb",
+        "debian/dists/bookworm-4.168/InRelease",
+        "ubuntu/dists/noble/InRelease",
+        "source/hhvm-4.168.2.tar.gz",
+    ]
+    .map(String::from);
+    // A second apart, so the updated suite's file shows a new time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    upload(&clients.s3, &bucket, &published).await;
+    let counter = RequestCounter::default();
+    let counted = counter.s3(&clients.s3);
+    let input = json!({"bucket": bucket, "version": "4.168.2", "executionName": "publish-4.168.2"});
+    let output = handle_at(&counted, &clients.cloudfront, &config, input, "t1")
+        .await
+        .unwrap();
+    let summary = &output["indexPages"];
+    assert_eq!(
+        summary["reindexed"],
+        json!([
+            "/debian/dists/",
+            "/debian/pool/main/h/hhvm/",
+            "/source/",
+            "/ubuntu/dists/",
+            "/ubuntu/pool/main/h/hhvm/"
+        ])
+    );
+    // Five sub-trees, and nine ancestors' levels: …/pool/main/h, …/pool/main, …/pool, the two
+    // repositories and the root; the nightly pool and other/ are never listed.
+    assert_eq!(
+        s3_requests(&counter),
+        [
+            ("ListObjectsV2".to_string(), 14),
+            ("PutObject".to_string(), summary["pagesWritten"].as_u64().unwrap())
+        ],
+        "{summary}"
+    );
+    assert!(summary["objectsListed"].as_u64().unwrap() < 40, "{summary}");
+    let mut written: Vec<&str> = Vec::new();
+    for directory in summary["changedDirectories"].as_array().unwrap() {
+        written.push(directory.as_str().unwrap());
+    }
+    written.sort_unstable();
+    assert_eq!(
+        written,
+        [
+            "/debian/dists/",
+            "/debian/dists/bookworm-4.168/",
+            "/debian/pool/",
+            "/debian/pool/main/",
+            "/debian/pool/main/h/",
+            "/debian/pool/main/h/hhvm/",
+            "/source/",
+            "/ubuntu/dists/noble/",
+            "/ubuntu/pool/main/h/",
+            "/ubuntu/pool/main/h/hhvm/"
+        ],
+        "the new and changed directories (debian had no pool yet), and the ancestors that gained one"
+    );
+    assert!(
+        page(&clients.s3, &bucket, "debian/pool/main/h/index.html")
+            .await
+            .contains(r#"<a href="hhvm/">hhvm/</a>"#)
+    );
+
+    // Nothing the publish changed was left stale: the whole bucket has nothing to write.
+    let after = handle_at(&clients.s3, &clients.cloudfront, &config, whole, "t2")
+        .await
+        .unwrap();
+    assert_eq!(after["indexPages"]["pagesWritten"], 0, "{}", after["indexPages"]);
+    let forced = json!({"bucket": bucket, "version": "4.168.2", "wholeBucket": true});
+    let forced = handle_at(&clients.s3, &clients.cloudfront, &config, forced, "t3")
+        .await
+        .unwrap();
+    assert_eq!(forced["indexPages"]["reindexed"], json!(["/"]));
 }
 
 #[tokio::test]
@@ -298,6 +431,14 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
             "`executionName`",
         ),
         (json!([]), "expected a JSON object"),
+        (
+            json!({"bucket": "hhvm-downloads", "wholeBucket": "yes"}),
+            "`wholeBucket`",
+        ),
+        (
+            json!({"bucket": "hhvm-downloads", "distros": ["fedora"]}),
+            "`distros[0]`",
+        ),
     ];
     for (input, text) in cases {
         let error = handle_at(&s3, &cloudfront, &Config::default(), input.clone(), "now")
@@ -306,6 +447,16 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         assert_eq!(error.error_type(), "InvalidInput", "{input}: {error}");
         assert!(error.to_string().contains(text), "{input}: {error}");
     }
+    let error = handle_at(
+        &s3,
+        &cloudfront,
+        &Config::default(),
+        json!({"bucket": "hhvm-downloads", "version": "4.168"}),
+        "now",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.error_type(), "InvalidVersion", "{error}");
     // A deployment's pages go to its download bucket and its distribution only.
     let deployed = Config {
         default_bucket: Some("hhvm-downloads".parse().unwrap()),

@@ -36,7 +36,9 @@ use pipeline_core::executions::{
     ChildOutcome, ChildRole, ExecutionName, latest_child_outcome, read_build_execution_states,
 };
 use pipeline_core::launch::{DistroBuild, read_builds};
-use pipeline_core::layout::{JobKind, REPOSITORY_KEYRING_KEY, log_key, log_prefix, marker_key};
+use pipeline_core::layout::{
+    JobKind, REPOSITORY_KEYRING_KEY, log_key, log_prefix, marker_key, pool_directory, public_source_key,
+};
 use pipeline_core::s3::Buckets;
 use pipeline_core::{Distro, InstanceId, ObjectKey, PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde::{Deserialize, Serialize};
@@ -163,8 +165,7 @@ pub fn parse_marker(bytes: &[u8]) -> Result<Marker, String> {
 /// The keys of a distro's `.deb` files in the apt pool of the downloads bucket, from the
 /// marker's file names: `<os>/pool/main/<initial>/<source package>/<file>` (Debian's layout, as update-repos.sh publishes).
 pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<Vec<String>, String> {
-    let source_package = version.package_name();
-    let initial = &source_package[..1];
+    let pool = pool_directory(version, distro.os());
     marker
         .files
         .iter()
@@ -174,7 +175,7 @@ pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<
                 && !file.name.contains('/')
                 && !file.name.starts_with('.')
                 && !file.name.chars().any(char::is_control);
-            let key = format!("{}/pool/main/{initial}/{source_package}/{}", distro.os(), file.name);
+            let key = format!("{pool}/{}", file.name);
             if plain && key.parse::<ObjectKey>().is_ok() {
                 Ok(key)
             } else {
@@ -277,14 +278,6 @@ pub fn classify_source(public: bool, marker: bool, log: Option<S3Location>) -> A
         status
     } else {
         ArtifactStatus::new(Status::NotBuilt)
-    }
-}
-
-/// Where a version's source tarball is published in the downloads bucket.
-pub fn public_source_key(version: &Version) -> String {
-    match version {
-        Version::Nightly(_) => format!("source/nightlies/hhvm-nightly-{version}.tar.gz"),
-        Version::Release { .. } => format!("source/hhvm-{version}.tar.gz"),
     }
 }
 
@@ -1060,6 +1053,7 @@ mod tests {
             key: key.into(),
             size: 1,
             last_modified: at,
+            e_tag: None,
         };
         let logs = [log("logs/a.log", 5), log("logs/b.log", 9), log("logs/c.log", 7)];
         assert_eq!(newest_log(&logs).unwrap().key, "logs/b.log");

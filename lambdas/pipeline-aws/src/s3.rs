@@ -28,6 +28,19 @@ pub struct ObjectSummary {
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub last_modified: i64,
+    /// The ETag without its quotes: the hex MD5 of the body for an object uploaded in one
+    /// part without KMS, as the download bucket's are (SSE-S3).
+    pub e_tag: Option<String>,
+}
+
+/// A listed object's summary; `None` for one without a key (S3 always gives one).
+fn summary_of(object: &aws_sdk_s3::types::Object) -> Option<ObjectSummary> {
+    Some(ObjectSummary {
+        key: object.key()?.to_string(),
+        size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+        last_modified: object.last_modified().map(|t| t.secs()).unwrap_or(0),
+        e_tag: object.e_tag().map(|tag| tag.trim_matches('"').to_string()),
+    })
 }
 
 /// A listing of a bucket (or of a prefix), read one page (up to 1,000 keys) at a time so a
@@ -67,19 +80,7 @@ impl ObjectListing<'_> {
             .map_err(|error| crate::service_error(&format!("S3 ListObjectsV2 s3://{}", self.bucket), error))?;
         self.continuation = output.next_continuation_token().map(str::to_string);
         self.finished = !output.is_truncated().unwrap_or(false) || self.continuation.is_none();
-        Ok(Some(
-            output
-                .contents()
-                .iter()
-                .filter_map(|object| {
-                    Some(ObjectSummary {
-                        key: object.key()?.to_string(),
-                        size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
-                        last_modified: object.last_modified().map(|t| t.secs()).unwrap_or(0),
-                    })
-                })
-                .collect(),
-        ))
+        Ok(Some(output.contents().iter().filter_map(summary_of).collect()))
     }
 
     /// Every remaining object: for prefixes known to hold few keys.
@@ -90,6 +91,43 @@ impl ObjectListing<'_> {
         }
         Ok(objects)
     }
+}
+
+/// One directory level of a bucket: the objects directly under a prefix, and the names of the
+/// sub-directories under it (S3's common prefixes for the delimiter `/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryListing {
+    pub objects: Vec<ObjectSummary>,
+    /// Each sub-directory's name, without the prefix or the trailing `/`.
+    pub subdirectories: Vec<String>,
+    /// How many ListObjectsV2 pages it took.
+    pub pages: u64,
+}
+
+/// `prefix`'s level of `bucket` (`""` for the root, else ending in `/`), read with the
+/// delimiter `/`: as many requests as it has entries / 1,000, however deep the bucket is.
+pub async fn list_directory(s3: &Client, bucket: &str, prefix: &str) -> Result<DirectoryListing, PipelineError> {
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .delimiter("/")
+        .into_paginator()
+        .send();
+    let mut listing = DirectoryListing::default();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|error| crate::service_error(&format!("S3 ListObjectsV2 s3://{bucket}/{prefix}"), error))?;
+        listing.pages += 1;
+        listing.objects.extend(page.contents().iter().filter_map(summary_of));
+        listing
+            .subdirectories
+            .extend(page.common_prefixes().iter().filter_map(|common| {
+                let name = common.prefix()?.strip_prefix(prefix)?.strip_suffix('/')?;
+                Some(name.to_string())
+            }));
+    }
+    Ok(listing)
 }
 
 /// The object's bytes, or `None` when it does not exist.

@@ -10,6 +10,9 @@
 //!   `logs/<version>/<job>/<distro>/<instance-id>.log`; uploaded on exit, success or failure.
 //! - nightly source records: `nightly-sources/<version>.json`, the source commit each
 //!   scheduled nightly was started for (written by `hhvm-start-nightly`).
+//!
+//! And of the download bucket, what clients read: each repository's `<os>/pool/main/…` and
+//! `<os>/dists/<suite>/`, and the source tarballs under `source/`.
 
 use std::fmt;
 
@@ -105,6 +108,44 @@ pub fn binary_packages_prefix(version: &Version, distro: &Distro, instance: &str
     format!("{version}/{distro}/{instance}/")
 }
 
+/// The apt repositories of the download bucket, one per distro OS (`Distro::os`).
+pub const REPOSITORY_OSES: [&str; 2] = ["debian", "ubuntu"];
+
+/// Where a version's source tarball is published in the download bucket.
+pub fn public_source_key(version: &Version) -> String {
+    match version {
+        Version::Nightly(_) => format!("source/nightlies/hhvm-nightly-{version}.tar.gz"),
+        Version::Release { .. } => format!("source/hhvm-{version}.tar.gz"),
+    }
+}
+
+/// The directory of a version's packages in the apt pool of repository `os`:
+/// `<os>/pool/main/<initial>/<source package>` (Debian's layout, as update-repos.sh publishes).
+pub fn pool_directory(version: &Version, os: &str) -> String {
+    let package = version.package_name();
+    format!("{os}/pool/main/{}/{package}", &package[..1])
+}
+
+/// Every directory of the download bucket a publish of `version` to the repositories `oses`
+/// writes under: each one's pool directory of the version's package and its suites
+/// (`<os>/dists`), and the source tarball's directory. Nothing else of the bucket changes.
+pub fn published_directories(version: &Version, oses: &[&str]) -> Vec<String> {
+    let mut directories: Vec<String> = oses
+        .iter()
+        .flat_map(|os| [pool_directory(version, os), format!("{os}/dists")])
+        .collect();
+    let source = public_source_key(version);
+    directories.push(
+        source
+            .rsplit_once('/')
+            .map_or(source.as_str(), |(directory, _)| directory)
+            .to_string(),
+    );
+    directories.sort();
+    directories.dedup();
+    directories
+}
+
 /// The prefix of the nightly source records.
 pub const NIGHTLY_SOURCES_PREFIX: &str = "nightly-sources/";
 
@@ -126,6 +167,27 @@ pub fn nightly_source_record_version(key: &str) -> Option<Version> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publish_writes_under_the_pools_the_suites_and_the_source() {
+        let release: Version = "4.168.2".parse().unwrap();
+        assert_eq!(
+            published_directories(&release, &REPOSITORY_OSES),
+            [
+                "debian/dists",
+                "debian/pool/main/h/hhvm",
+                "source",
+                "ubuntu/dists",
+                "ubuntu/pool/main/h/hhvm"
+            ]
+        );
+        let nightly: Version = "2026.12.02".parse().unwrap();
+        assert_eq!(
+            published_directories(&nightly, &["ubuntu"]),
+            ["source/nightlies", "ubuntu/dists", "ubuntu/pool/main/h/hhvm-nightly"]
+        );
+        assert_eq!(public_source_key(&release), "source/hhvm-4.168.2.tar.gz");
+    }
 
     #[test]
     fn the_scripts_agree_on_hard_timeouts_and_the_lease() {

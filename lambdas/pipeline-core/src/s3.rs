@@ -162,10 +162,8 @@ impl Buckets {
     /// the download bucket; release tarballs wait in scratch until their release is published.
     pub fn source_tarball(&self, version: &Version) -> S3Location {
         let (bucket, path) = match version {
-            Version::Nightly(_) => (
-                self.downloads.clone(),
-                format!("source/nightlies/hhvm-nightly-{version}.tar.gz"),
-            ),
+            // A nightly's source is published when it is built.
+            Version::Nightly(_) => (self.downloads.clone(), crate::layout::public_source_key(version)),
             Version::Release { .. } => (self.scratch.clone(), format!("hhvm-{version}.tar.gz")),
         };
         // A version prints only digits and dots, so the key is always valid.

@@ -13,6 +13,7 @@ pub mod http;
 pub mod mocks;
 mod moto;
 pub mod process;
+pub mod requests;
 pub mod sfn;
 pub mod workers;
 
