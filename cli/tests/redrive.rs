@@ -1,5 +1,7 @@
 //! `hhvmctl redrive` at the SDK boundary: the emulator has no redrive, so Step Functions'
 //! answers are `aws-smithy-mocks` rules, and what is checked is the call the command makes.
+//! And, with no AWS answering at all, that a command's arguments are refused before the stack
+//! is read.
 
 use aws_sdk_cloudformation::types::{Output, Stack, StackStatus};
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -112,4 +114,26 @@ async fn an_endpoint_without_redrive_says_so_and_what_works_instead() {
         "{text}"
     );
     assert!(text.contains("`hhvmctl rerun`"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_before_the_stack_is_read() {
+    // No rule answers anything: a call to CloudFormation would fail as an AWS error.
+    let nothing_answers = Clients {
+        cloudformation: mocked_client!(aws_sdk_cloudformation, match_any(&[])),
+        sfn: mocked_client!(aws_sdk_sfn, match_any(&[])),
+        lambda: mocked_client!(aws_sdk_lambda, match_any(&[])),
+        s3: mocked_client!(aws_sdk_s3, match_any(&[])),
+    };
+    for arguments in [
+        &["hhvmctl", "build", "4.168"][..],
+        &["hhvmctl", "publish", "4.168.2", "--distro", "fedora-40-x"],
+        &["hhvmctl", "release", "4.168.2", "latest"],
+        &["hhvmctl", "plan", "4.168.2.1"],
+        &["hhvmctl", "logs", "4.168.2", "--distro", "debian"],
+        &["hhvmctl", "invoke", "hhvm-get-build-version", "--payload", "{not json"],
+    ] {
+        let error = run(Cli::parse_from(arguments), &nothing_answers).await.unwrap_err();
+        assert!(matches!(error, CliError::BadArgument(_)), "{arguments:?}: {error:?}");
+    }
 }
