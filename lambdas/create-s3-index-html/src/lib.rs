@@ -252,18 +252,39 @@ async fn update_index_pages(
         ..IndexSummary::default()
     };
     let mut changed = Vec::new();
-    let mut walker = DirectoryWalker::new();
+    walk_subtree(s3, bucket, "", &mut summary, &mut changed).await?;
+    Ok((summary, changed))
+}
+
+/// Brings the pages of directory `root` (`""`: the whole bucket) and of everything under it
+/// up to date, from a listing of its prefix alone, rendering each directory as soon as the
+/// listing has passed it. A sub-tree without keys does not exist and gets no page; the
+/// bucket's root always has one.
+async fn walk_subtree(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    root: &str,
+    summary: &mut IndexSummary,
+    changed: &mut Vec<String>,
+) -> Result<(), PipelineError> {
+    let mut walker = DirectoryWalker::rooted_at(root);
     let mut finished: Vec<Directory> = Vec::new();
-    let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), None);
+    let prefix = listing::prefix_of(root);
+    let whole_bucket = prefix.is_empty();
+    let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), (!whole_bucket).then_some(prefix.as_str()));
+    let mut exists = whole_bucket;
     while let Some(objects) = listing.next_page().await? {
         for object in objects {
-            place(&mut walker, listed(object), &mut finished, bucket, &mut summary)?;
+            exists = true;
+            place(&mut walker, listed(object), &mut finished, bucket, summary)?;
         }
-        write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
+        write_changed_pages(s3, bucket, finished.drain(..), summary, changed).await?;
     }
-    walker.finish(&mut finished);
-    write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
-    Ok((summary, changed))
+    if exists {
+        walker.finish(&mut finished);
+        write_changed_pages(s3, bucket, finished.drain(..), summary, changed).await?;
+    }
+    Ok(())
 }
 
 /// Brings up to date what a publish changed: each of `subtrees` (walked as the whole bucket
@@ -280,29 +301,10 @@ async fn update_published_pages(
     };
     let mut changed = Vec::new();
     for subtree in subtrees {
-        let mut walker = DirectoryWalker::rooted_at(subtree);
-        let mut finished: Vec<Directory> = Vec::new();
-        let mut listing = pipeline_aws::s3::list_objects(s3, bucket.as_str(), Some(&format!("{subtree}/")));
-        let mut exists = false;
-        while let Some(objects) = listing.next_page().await? {
-            for object in objects {
-                exists = true;
-                place(&mut walker, listed(object), &mut finished, bucket, &mut summary)?;
-            }
-            write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
-        }
-        if exists {
-            walker.finish(&mut finished);
-            write_changed_pages(s3, bucket, finished.drain(..), &mut summary, &mut changed).await?;
-        }
+        walk_subtree(s3, bucket, subtree, &mut summary, &mut changed).await?;
     }
     for ancestor in listing::ancestors_outside(subtrees) {
-        let prefix = if ancestor.is_empty() {
-            String::new()
-        } else {
-            format!("{ancestor}/")
-        };
-        let level = pipeline_aws::s3::list_directory(s3, bucket.as_str(), &prefix).await?;
+        let level = pipeline_aws::s3::list_directory(s3, bucket.as_str(), &listing::prefix_of(&ancestor)).await?;
         if !ancestor.is_empty() && level.objects.is_empty() && level.subdirectories.is_empty() {
             continue;
         }

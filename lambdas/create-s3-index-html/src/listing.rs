@@ -47,11 +47,7 @@ impl Directory {
 
     /// The key of this directory's page: `index.html` at the root, else `<path>/index.html`.
     pub fn index_key(&self) -> String {
-        if self.path.is_empty() {
-            "index.html".to_string()
-        } else {
-            format!("{}/index.html", self.path)
-        }
+        format!("{}index.html", prefix_of(&self.path))
     }
 }
 
@@ -200,17 +196,22 @@ impl DirectoryWalker {
     }
 }
 
+/// The key prefix of the objects under directory `path`: `""` for the root, else `path/`.
+pub fn prefix_of(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    }
+}
+
 /// One directory from the listing of its level alone (`objects` directly under `path/`, the
 /// names of its sub-directories): the page the walker of the whole bucket would make of it —
 /// but for a sub-directory that holds only keys with an empty segment (`a/b//c`), which the
 /// walker skips and a level's listing still names.
 pub fn directory_from_level(path: &str, objects: Vec<ListedObject>, subdirectories: Vec<String>) -> Directory {
     let mut directory = Directory::new(path.to_string());
-    let prefix = if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}/")
-    };
+    let prefix = prefix_of(path);
     for object in objects {
         let Some(name) = object.key.strip_prefix(&prefix) else {
             continue;
