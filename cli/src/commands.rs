@@ -535,9 +535,7 @@ async fn newest_log(clients: &Clients, bucket: &str, job: &LogJob) -> CliResult<
     let objects = pipeline_aws::s3::list_objects(&clients.s3, bucket, Some(&job.prefix()))
         .collect_all()
         .await?;
-    Ok(objects
-        .into_iter()
-        .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key))))
+    Ok(pipeline_aws::s3::newest_log(&objects).cloned())
 }
 
 /// Prints the newest log of a job (a distro's build, the source tarball, the repository update).

@@ -29,7 +29,7 @@ pub mod repository;
 use std::collections::{BTreeMap, HashMap};
 
 use pipeline_aws::config::Source;
-use pipeline_aws::s3::ObjectSummary;
+use pipeline_aws::s3::newest_log;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
 use pipeline_core::executions::{
@@ -279,13 +279,6 @@ pub fn classify_source(public: bool, marker: bool, log: Option<S3Location>) -> A
     } else {
         ArtifactStatus::new(Status::NotBuilt)
     }
-}
-
-/// The newest log among `logs`.
-pub fn newest_log(logs: &[ObjectSummary]) -> Option<&ObjectSummary> {
-    logs.iter()
-        .filter(|log| !log.key.ends_with('/'))
-        .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
 }
 
 /// The whole answer, summarised the way the status page reads it.
@@ -1049,7 +1042,7 @@ mod tests {
 
     #[test]
     fn the_newest_log_is_reported() {
-        let log = |key: &str, at: i64| ObjectSummary {
+        let log = |key: &str, at: i64| pipeline_aws::s3::ObjectSummary {
             key: key.into(),
             size: 1,
             last_modified: at,

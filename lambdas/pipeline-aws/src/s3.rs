@@ -33,6 +33,14 @@ pub struct ObjectSummary {
     pub e_tag: Option<String>,
 }
 
+/// The newest log among `logs` (a listing of one job's logs: one per worker instance), the
+/// later key on a tie; never a folder marker.
+pub fn newest_log(logs: &[ObjectSummary]) -> Option<&ObjectSummary> {
+    logs.iter()
+        .filter(|log| !log.key.ends_with('/'))
+        .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
+}
+
 /// A listed object's summary; `None` for one without a key (S3 always gives one).
 fn summary_of(object: &aws_sdk_s3::types::Object) -> Option<ObjectSummary> {
     Some(ObjectSummary {
