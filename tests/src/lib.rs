@@ -42,7 +42,9 @@ pub use machines::{
 };
 pub use progress::Progress;
 pub use published::{Publication, apt_download, inspect_publication, verify_in_release};
-pub use stack::{Invocation, LocalStack, Options, Settings, workspace_binary};
+pub use stack::{
+    Invocation, LocalStack, Options, RELEASE_BUILD, Settings, release_binary, workspace_binary, workspace_root,
+};
 pub use worker::WorkerRun;
 
 /// Why the stack could not start, or an operation on it failed: a sentence naming what and

@@ -33,6 +33,9 @@ pub struct Options {
     pub verbose: bool,
     /// Build the workspace's binaries first (the functions run from `target/debug/`).
     pub build: bool,
+    /// Run the functions' release builds (`target/release/`, as deployed but for the
+    /// architecture) instead; `build` then builds only those.
+    pub release: bool,
     /// Fault injection: machines deployed with a shorter `TimeoutSeconds` (name → seconds), so
     /// that an execution times out within a test. Empty: the definitions' own limits.
     pub time_limits: BTreeMap<String, u64>,
@@ -45,6 +48,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(500),
             verbose: true,
             build: true,
+            release: false,
             time_limits: BTreeMap::new(),
         }
     }
@@ -102,7 +106,7 @@ pub struct LocalStack {
 }
 
 /// The workspace root (this crate is `tests/` in it).
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let root = manifest.join("..");
     root.canonicalize().unwrap_or(root)
@@ -113,6 +117,26 @@ fn workspace_root() -> PathBuf {
 pub fn workspace_binary(name: &str) -> PathBuf {
     workspace_root().join("target/debug").join(name)
 }
+
+/// A function's release build (`target/release/<name>`).
+pub fn release_binary(name: &str) -> PathBuf {
+    workspace_root().join("target/release").join(name)
+}
+
+/// What builds the functions' release binaries: every binary of the workspace but the test
+/// crates' and `hhvmctl`.
+pub const RELEASE_BUILD: [&str; 10] = [
+    "build",
+    "--release",
+    "--workspace",
+    "--bins",
+    "--exclude",
+    "pipeline-tests",
+    "--exclude",
+    "pipeline-testing",
+    "--exclude",
+    "hhvmctl",
+];
 
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -186,7 +210,12 @@ impl LocalStack {
         );
         if options.build {
             say("building the workspace's binaries (build.log)");
-            build_workspace(&root, &path, &run_dir.join("build.log"))?;
+            let arguments: &[&str] = if options.release {
+                &RELEASE_BUILD
+            } else {
+                &["build", "--workspace", "--bins"]
+            };
+            build_workspace(&root, &path, arguments, &run_dir.join("build.log"))?;
         }
 
         // moto's Step Functions engine sends its service calls (Lambda invocations) to
@@ -241,7 +270,11 @@ impl LocalStack {
             .iter()
             .map(|function| FunctionSpec {
                 name: function.name.clone(),
-                binary: workspace_binary(&function.name),
+                binary: if options.release {
+                    release_binary(&function.name)
+                } else {
+                    workspace_binary(&function.name)
+                },
                 environment: function.environment.clone().into_iter().collect(),
             })
             .collect();
@@ -504,6 +537,11 @@ impl LocalStack {
         std::fs::write(&path, "").context(format!("write {}", path.display()))
     }
 
+    /// The local Lambda service the functions run in (`None` once stopped).
+    pub fn lambda_service(&self) -> Option<&LambdaService> {
+        self.lambdas.as_ref()
+    }
+
     /// Makes the next `count` invocations of `function` fail with `Sandbox.Timedout` after they
     /// have done their work, as a function that ran out of time before answering: a launcher
     /// that timed out after launching.
@@ -692,10 +730,10 @@ fn put_secret_values(
 }
 
 /// `cargo build --workspace --bins`: the functions run from `target/debug/`.
-fn build_workspace(root: &Path, path: &str, log: &Path) -> Result<(), StackError> {
+fn build_workspace(root: &Path, path: &str, arguments: &[&str], log: &Path) -> Result<(), StackError> {
     let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
     let status = Command::new("cargo")
-        .args(["build", "--workspace", "--bins"])
+        .args(arguments)
         .current_dir(root)
         .env("PATH", path)
         .stdout(file.try_clone().context("duplicate a log handle")?)
@@ -704,7 +742,8 @@ fn build_workspace(root: &Path, path: &str, log: &Path) -> Result<(), StackError
         .context("run cargo build")?;
     if !status.success() {
         return Err(StackError(format!(
-            "cargo build --workspace --bins failed ({status}); the end of {}:\n{}",
+            "cargo {} failed ({status}); the end of {}:\n{}",
+            arguments.join(" "),
             log.display(),
             tail(log, 30)
         )));

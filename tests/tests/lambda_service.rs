@@ -595,3 +595,29 @@ async fn other_requests_are_passed_to_the_upstream_unchanged() {
     assert_eq!(answer.status, 418);
     assert_eq!(answer.json()["target"], path);
 }
+
+#[tokio::test]
+async fn with_a_process_per_invocation_each_answer_is_a_measured_cold_start() {
+    let service = start("cold-starts", vec![shift_version()], unused_port())
+        .await
+        .expect("shift-version starts");
+    let event = json!({"versions": ["4.168.2"]});
+    // The process started with the service answers first: no cold start of an invocation.
+    assert_succeeded(&invoke(&service, SHIFT_VERSION, &event).await);
+    assert!(service.cold_starts(SHIFT_VERSION).is_empty());
+    service.process_per_invocation(SHIFT_VERSION);
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        assert_succeeded(&invoke(&service, SHIFT_VERSION, &event).await);
+        pids.push(service.process_id(SHIFT_VERSION));
+    }
+    let cold_starts = service.cold_starts(SHIFT_VERSION);
+    // The first of these still came from the service's own process, replaced after it.
+    assert_eq!(cold_starts.len(), 2, "{cold_starts:?}");
+    for cold_start in &cold_starts {
+        assert!(cold_start.init <= cold_start.first_response, "{cold_start:?}");
+        assert!(cold_start.peak_rss_kib.is_some_and(|kib| kib > 0), "{cold_start:?}");
+    }
+    // Each answer ends its process: none is left between invocations.
+    assert_eq!(pids, [None, None, None]);
+}

@@ -60,8 +60,15 @@ fn main() {
     println!("pages:         {pages}");
     println!("HTML written:  {:.1} MiB", html_bytes as f64 / 1_048_576.0);
     println!("wall time:     {:.3} s", elapsed.as_secs_f64());
-    match peak_rss_mib() {
+    let peak = peak_rss_mib();
+    match peak {
         Some(mib) => println!("peak RSS:      {mib:.1} MiB (VmHWM)"),
         None => println!("peak RSS:      unavailable (no /proc/self/status)"),
     }
+    // For the benchmark command, which reads this line.
+    println!(
+        "RESULT {{\"keys\":{keys},\"pages\":{pages},\"htmlBytes\":{html_bytes},\"seconds\":{:.3},\"peakRssMib\":{}}}",
+        elapsed.as_secs_f64(),
+        peak.map_or("null".to_string(), |mib| format!("{mib:.1}"))
+    );
 }

@@ -3,7 +3,7 @@
 //! invocations from the Invoke API, calls from the process's Runtime API — so no state is shared
 //! between tasks and the order of events is the order of the mailbox.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::FunctionSpec;
 use super::documents::{ErrorDocument, FunctionError, trace_id};
 use super::instance::{Instance, Phase};
 use super::logs::{FunctionLog, ServiceLog};
 use super::messages::{Delivery, InitReport, Invocation, Message, Outcome, RuntimeCall, RuntimeReply};
+use super::{ColdStart, FunctionSpec};
 use crate::StackError;
 
 /// How often a running process is checked for having exited. Exits are otherwise silent (the
@@ -34,6 +34,11 @@ pub(super) struct Shared {
     /// Fault injection: how many of a function's next answers are lost, each invocation then
     /// failing as one that ran out of time after doing its work.
     pub answers_to_lose: Mutex<HashMap<String, u32>>,
+    /// Functions whose process is replaced after each answer, so every invocation is a cold
+    /// start (what the benchmark measures).
+    pub process_per_invocation: Mutex<HashSet<String>>,
+    /// Each function's measured cold starts, oldest first.
+    pub cold_starts: Mutex<HashMap<String, Vec<ColdStart>>>,
 }
 
 struct InFlight {
@@ -158,6 +163,7 @@ impl Function {
             Phase::InitFailed => return,
             Phase::Initializing => {
                 instance.phase = Phase::Ready;
+                instance.initialised_after = Some(instance.started.elapsed());
                 let line = format!(
                     "{} ready: process {} initialised in {} ms",
                     self.spec.name,
@@ -196,9 +202,47 @@ impl Function {
         if self.lose_answer() {
             self.time_out(flight);
         } else {
+            self.record_cold_start();
+            // Before the answer goes out: whoever gets it sees no process left.
+            let fresh_process = self.is_fresh_per_invocation();
+            if fresh_process {
+                self.retire();
+            }
             self.finish(flight.invocation, outcome);
+            if fresh_process && !self.queue.is_empty() {
+                self.start_instance();
+            }
         }
         RuntimeReply::Accepted
+    }
+
+    /// Whether every invocation of this function gets a new process (`process_per_invocation`).
+    fn is_fresh_per_invocation(&self) -> bool {
+        let functions = self
+            .shared
+            .process_per_invocation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        functions.contains(&self.spec.name)
+    }
+
+    /// At the first answer of a process started for a waiting invocation: how long it took
+    /// from its start to ask for an event and to answer it, and its peak resident memory so far.
+    fn record_cold_start(&mut self) {
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
+        instance.answers += 1;
+        let (true, 1, Some(init)) = (instance.on_demand, instance.answers, instance.initialised_after) else {
+            return;
+        };
+        let cold_start = ColdStart {
+            init,
+            first_response: instance.started.elapsed(),
+            peak_rss_kib: peak_rss_kib(instance.process.pid()),
+        };
+        let mut cold_starts = self.shared.cold_starts.lock().unwrap_or_else(|p| p.into_inner());
+        cold_starts.entry(self.spec.name.clone()).or_default().push(cold_start);
     }
 
     /// Whether this answer is one of those `answers_to_lose` asks to lose (counting it).
@@ -401,7 +445,8 @@ impl Function {
     fn start_instance(&mut self) {
         self.instances_started += 1;
         let number = self.instances_started;
-        match Instance::spawn(&self.spec, &self.shared, &self.log, number, &self.mailbox) {
+        let on_demand = !self.queue.is_empty();
+        match Instance::spawn(&self.spec, &self.shared, &self.log, number, &self.mailbox, on_demand) {
             Ok(instance) => {
                 self.shared.service_log.line(&format!(
                     "{} cold start: process {number}, pid {}",
@@ -441,4 +486,11 @@ impl Function {
     fn pids(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.shared.pids.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A process's peak resident set size (`VmHWM` of /proc/<pid>/status), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

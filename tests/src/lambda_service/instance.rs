@@ -38,6 +38,12 @@ pub(super) struct Instance {
     /// Where this process's output starts in the function's log.
     pub log_offset: u64,
     pub started: Instant,
+    /// Started for an invocation that was waiting (not ahead of any, as at the service's start).
+    pub on_demand: bool,
+    /// How long after its start it first asked for an event.
+    pub initialised_after: Option<std::time::Duration>,
+    /// How many invocations it has answered.
+    pub answers: u64,
 }
 
 impl Drop for Instance {
@@ -57,6 +63,7 @@ impl Instance {
         log: &FunctionLog,
         number: u64,
         mailbox: &mpsc::UnboundedSender<Message>,
+        on_demand: bool,
     ) -> Result<Instance, StackError> {
         // A listener per process rather than per function: a call from a replaced process (a
         // `/next` still pending when it was killed) can then never take the next process's event.
@@ -80,6 +87,9 @@ impl Instance {
             waiting: None,
             log_offset,
             started: Instant::now(),
+            on_demand,
+            initialised_after: None,
+            answers: 0,
         })
     }
 }

@@ -50,6 +50,18 @@ pub struct FunctionSpec {
     pub environment: Vec<(String, String)>,
 }
 
+/// One cold start of a function, as Lambda reports one (`Init Duration` and the first
+/// invocation's duration together): from the process's start to its first answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdStart {
+    /// From the start to its first `/next`: the runtime's and the function's initialisation.
+    pub init: Duration,
+    /// From the start to the first answer posted (`/response` or `/error`).
+    pub first_response: Duration,
+    /// Peak resident memory of the process at its first answer (`VmHWM`), if readable.
+    pub peak_rss_kib: Option<u64>,
+}
+
 /// What to serve, and where.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -122,6 +134,8 @@ impl LambdaService {
             invocation_timeout: config.invocation_timeout,
             pids: Mutex::new(HashMap::new()),
             answers_to_lose: Mutex::new(HashMap::new()),
+            process_per_invocation: Mutex::new(HashSet::new()),
+            cold_starts: Mutex::new(HashMap::new()),
         });
 
         let (ready, started) = oneshot::channel();
@@ -184,6 +198,28 @@ impl LambdaService {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         answers.insert(function.to_string(), count);
+    }
+
+    /// From now on `function`'s process is replaced after each answer, so that every
+    /// invocation is a cold start, measured in `cold_starts`.
+    pub fn process_per_invocation(&self, function: &str) {
+        let mut functions = self
+            .shared
+            .process_per_invocation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        functions.insert(function.to_string());
+    }
+
+    /// The cold starts of `function` measured so far: those of processes started for an
+    /// invocation that was waiting, at their first answer.
+    pub fn cold_starts(&self, function: &str) -> Vec<ColdStart> {
+        let cold_starts = self
+            .shared
+            .cold_starts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cold_starts.get(function).cloned().unwrap_or_default()
     }
 
     /// Where `function`'s processes write their output.
