@@ -14,7 +14,8 @@ Examples:
   hhvmctl nightly --force                       today's nightly, even if the source has not moved
   hhvmctl status 4.168.2                        what is built and published of a version
   hhvmctl status release-4.168.2-20261202-013005-042
-                                                where an execution is, with its children
+                                                where an execution is, with its children, its
+                                                workers' markets and its instance-hours
   hhvmctl plan 4.168.2                          what a build and publish of 4.168.2 would do
   hhvmctl logs 4.168.2 --distro debian-12-bookworm --follow
   hhvmctl rerun release-4.168.2-20261202-013005-042
@@ -113,7 +114,10 @@ pub enum Command {
     },
     /// Regenerate the download bucket's index pages (create-s3-index-html).
     Reindex,
-    /// Where a version or an execution is: each phase and distro, children included.
+    /// Where a version or an execution is: each phase and distro, children included. Each
+    /// worker shows its market (spot or on-demand), instance type, launch and end time, and
+    /// whether EC2 interrupted it (a spot reclaim; the distro is then rebuilt once on demand);
+    /// a cost line gives the run's instance-hours, by market and per distro.
     Status {
         /// A version (what is built and published of it) or an execution (name or ARN).
         target: String,
@@ -217,7 +221,7 @@ pub struct PollArgs {
     /// Seconds between the machine's polls (pollIntervalSeconds; 60 by default).
     #[arg(long, value_name = "SECONDS")]
     pub poll_interval: Option<u32>,
-    /// Polls before the machine gives up on a worker (pollLimit; 200 by default, at most 1,000).
+    /// Polls before the machine gives up on a worker (pollLimit; 200 by default, at most 600).
     #[arg(long, value_name = "COUNT")]
     pub poll_limit: Option<u32>,
 }

@@ -411,11 +411,11 @@ mod tests {
         );
         let quick = Polling {
             interval_seconds: Some(2),
-            limit: Some(900),
+            limit: Some(500),
         };
         assert_eq!(
             nightly_event(false, quick)["detail"],
-            json!({"force": false, "pollIntervalSeconds": 2, "pollLimit": 900})
+            json!({"force": false, "pollIntervalSeconds": 2, "pollLimit": 500})
         );
     }
 }

@@ -1,7 +1,8 @@
 //! Where an execution is, computed from its history alone (no AWS types, so recorded
 //! histories replay in tests): its phases (task states), the workers it launched with their
-//! last known EC2 state, its children, and on failure the step, error and cause. Rendered as
-//! plain lines or serialised as JSON (`--json`).
+//! last known EC2 state, the market and instance type they ran on, when they ran and whether
+//! EC2 interrupted them, what they cost in instance-hours, its children, and on failure the
+//! step, error and cause. Rendered as plain lines or serialised as JSON (`--json`).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,8 @@ pub enum Progress {
     /// A task whose error a `Catch` took, and the run went on: an expected branch (no source
     /// tarball yet) or the way to cleanup. The execution's failure names the one that failed it.
     Caught,
+    /// A worker EC2 reclaimed (a spot interruption) before its work was done.
+    Interrupted,
 }
 
 impl Progress {
@@ -57,6 +60,7 @@ impl Progress {
             Progress::Failed => "failed",
             Progress::Finished => "finished",
             Progress::Caught => "caught",
+            Progress::Interrupted => "interrupted",
         }
     }
 }
@@ -87,9 +91,101 @@ pub struct Worker {
     pub instance_state: Option<String>,
     pub progress: Progress,
     pub launched_at: f64,
+    /// When a poll first saw it ended; when it was never seen ended but the run is over, when
+    /// the run ended (cleanup terminated it). `None` while it runs.
+    pub ended_at: Option<f64>,
+    /// `spot` or `on-demand`, for distro builds (`builds` says; older records do not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// EC2 reclaimed its spot capacity (`interruptedInstances` of a poll).
+    pub interrupted: bool,
+    /// The interrupted worker this on-demand rebuild took over from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
     /// Where the worker uploads its log (distro builds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+}
+
+/// What an execution's workers cost, in instance-hours (each worker's wall time from its launch
+/// to its end, or to `now` while it runs): the run's, by market, and each target's (a distro,
+/// or the state that launched the worker), in the order of the workers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildHours {
+    pub instance_hours: f64,
+    /// `spot`, `on-demand`, or `unknown` for workers whose market no record says.
+    pub by_market: BTreeMap<String, f64>,
+    pub by_target: Vec<TargetHours>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetHours {
+    pub target: String,
+    pub instance_hours: f64,
+}
+
+/// A worker's instance-hours at `now`.
+pub fn worker_hours(worker: &Worker, now: f64) -> f64 {
+    (worker.ended_at.unwrap_or(now) - worker.launched_at).max(0.0) / 3600.0
+}
+
+/// The instance-hours of `workers` at `now`: per run, by market and per target.
+pub fn build_hours(workers: &[Worker], now: f64) -> BuildHours {
+    let mut hours = BuildHours {
+        instance_hours: 0.0,
+        by_market: BTreeMap::new(),
+        by_target: Vec::new(),
+    };
+    for worker in workers {
+        let worked = worker_hours(worker, now);
+        hours.instance_hours += worked;
+        let market = worker.market.clone().unwrap_or_else(|| "unknown".to_string());
+        *hours.by_market.entry(market).or_insert(0.0) += worked;
+        match hours.by_target.iter_mut().find(|target| target.target == worker.target) {
+            Some(target) => target.instance_hours += worked,
+            None => hours.by_target.push(TargetHours {
+                target: worker.target.clone(),
+                instance_hours: worked,
+            }),
+        }
+    }
+    hours
+}
+
+/// Instance-hours as the cost line shows them: three decimals (a local build is seconds).
+fn hours_text(hours: f64) -> String {
+    format!("{hours:.3}")
+}
+
+/// The cost line: the run's instance-hours, by market, and each target's.
+fn cost_text(hours: &BuildHours) -> String {
+    let markets: Vec<String> = hours
+        .by_market
+        .iter()
+        .map(|(market, worked)| format!("{market} {}", hours_text(*worked)))
+        .collect();
+    let targets: Vec<String> = hours
+        .by_target
+        .iter()
+        .map(|target| format!("{} {}", target.target, hours_text(target.instance_hours)))
+        .collect();
+    format!(
+        "{} instance-hours ({}): {}",
+        hours_text(hours.instance_hours),
+        markets.join(", "),
+        targets.join(", ")
+    )
+}
+
+/// A time of day in UTC, `13:05:09`.
+fn clock(seconds: f64) -> String {
+    chrono::DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
+        .map(|time| time.format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| "?".to_string())
 }
 
 /// Why the execution did not succeed.
@@ -120,6 +216,9 @@ pub struct ExecutionView {
     pub ended_at: Option<f64>,
     pub phases: Vec<Phase>,
     pub workers: Vec<Worker>,
+    /// What the workers cost, as of the last event of the history (`None` without workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<BuildHours>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// Its publish waits for an operator (`hhvmctl approve` / `reject`).
@@ -171,6 +270,7 @@ impl ExecutionView {
             ended_at: None,
             phases: Vec::new(),
             workers: Vec::new(),
+            cost: None,
             failure: None,
             awaiting_approval: false,
             child_arns: Vec::new(),
@@ -181,6 +281,9 @@ impl ExecutionView {
         let mut current_task: Option<usize> = None;
         let mut last_state: Option<String> = None;
         let mut instance_states: BTreeMap<String, String> = BTreeMap::new();
+        // When a poll first saw each instance ended, and the instances EC2 interrupted.
+        let mut ended_times: BTreeMap<String, f64> = BTreeMap::new();
+        let mut interrupted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for event in events {
             if event.is("ExecutionStarted") {
                 view.versions = versions_of(event.input.as_ref());
@@ -247,9 +350,14 @@ impl ExecutionView {
                         for (id, state) in states {
                             if let Some(state) = state.as_str() {
                                 instance_states.insert(id.clone(), state.to_string());
+                                // `missing` right after a launch is EC2 not listing it yet.
+                                if state != InstanceState::MISSING && InstanceState::named(state).is_finished() {
+                                    ended_times.entry(id.clone()).or_insert(event.timestamp);
+                                }
                             }
                         }
                     }
+                    interrupted.extend(strings(output.get("interruptedInstances")));
                     for child in strings(output.get("stepFunctionExecutions")) {
                         if !view.child_arns.contains(&child) {
                             view.child_arns.push(child);
@@ -323,8 +431,11 @@ impl ExecutionView {
             .as_ref()
             .is_some_and(|failure| failure.error.as_deref() == Some("BuildFailed"));
         let status = view.status.clone();
+        let replaced: Vec<String> = view.workers.iter().filter_map(|w| w.replaces.clone()).collect();
         for worker in &mut view.workers {
             worker.instance_state = instance_states.get(&worker.instance).cloned();
+            worker.interrupted = interrupted.contains(&worker.instance) || replaced.contains(&worker.instance);
+            worker.ended_at = ended_times.get(&worker.instance).copied().or(view.ended_at);
             let ended = worker
                 .instance_state
                 .as_deref()
@@ -332,6 +443,7 @@ impl ExecutionView {
             // The failure's cause names the distros whose builds failed ("<distro> (failed), log …").
             let named_as_failed = cause.contains(&format!("{} (", worker.target));
             worker.progress = match status.as_str() {
+                _ if worker.interrupted => Progress::Interrupted,
                 "SUCCEEDED" => Progress::Done,
                 "RUNNING" if ended => Progress::Finished,
                 "RUNNING" => Progress::Running,
@@ -342,6 +454,8 @@ impl ExecutionView {
                 _ => Progress::Failed,
             };
         }
+        let as_of = events.last().map_or(0.0, |event| event.timestamp);
+        view.cost = (!view.workers.is_empty()).then(|| build_hours(&view.workers, as_of));
         view
     }
 
@@ -360,20 +474,32 @@ impl ExecutionView {
             && entered.and_then(|input| input.get("builds")) != Some(&output["builds"])
         {
             for build in builds {
-                let (Some(distro), Some(instance)) = (
-                    build.get("distro").and_then(Value::as_str),
-                    build.get("instance").and_then(Value::as_str),
-                ) else {
+                let text = |field: &str| build.get(field).and_then(Value::as_str).map(str::to_string);
+                let (Some(distro), Some(instance)) = (text("distro"), text("instance")) else {
                     continue;
                 };
-                self.workers.retain(|worker| worker.target != distro);
+                // A rebuild lists the builds it did not touch again.
+                if self.workers.iter().any(|worker| worker.instance == instance) {
+                    continue;
+                }
+                let replaces = text("replaces");
+                // An on-demand rebuild keeps the interrupted worker it replaces in view; any
+                // other new worker of a distro stands in for the one before.
+                if replaces.is_none() {
+                    self.workers.retain(|worker| worker.target != distro);
+                }
                 self.workers.push(Worker {
-                    target: distro.to_string(),
-                    instance: instance.to_string(),
+                    log: distro_log(scratch_bucket, version.as_deref(), &distro, &instance),
+                    target: distro,
+                    instance,
                     instance_state: None,
                     progress: Progress::Running,
                     launched_at: at,
-                    log: distro_log(scratch_bucket, version.as_deref(), distro, instance),
+                    ended_at: None,
+                    market: text("market"),
+                    instance_type: text("instanceType"),
+                    interrupted: false,
+                    replaces,
                 });
             }
             return;
@@ -392,6 +518,11 @@ impl ExecutionView {
                 instance_state: None,
                 progress: Progress::Running,
                 launched_at: at,
+                ended_at: None,
+                market: None,
+                instance_type: None,
+                interrupted: false,
+                replaces: None,
                 log: None,
             });
         }
@@ -491,8 +622,27 @@ fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>)
     }
     for worker in &view.workers {
         let state = worker.instance_state.as_deref().unwrap_or("launched");
+        let runs_on: String = [worker.market.as_deref(), worker.instance_type.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(|part| format!(" {part}"))
+            .collect();
+        let when = match worker.ended_at {
+            Some(ended) => format!(
+                ", {}–{} UTC ({})",
+                clock(worker.launched_at),
+                clock(ended),
+                duration(ended - worker.launched_at)
+            ),
+            None => format!(", launched {} UTC", clock(worker.launched_at)),
+        };
+        let replaces = worker
+            .replaces
+            .as_ref()
+            .map(|old| format!(", replaces {old}"))
+            .unwrap_or_default();
         let news = format!(
-            "{:<8} {} on {} ({state})",
+            "{:<8} {} on {} ({state}){runs_on}{when}{replaces}",
             worker.progress.as_str(),
             worker.target,
             worker.instance
@@ -512,6 +662,23 @@ fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>)
             text: format!("{news}{elapsed}{log}"),
             news: format!("{news}{log}"),
             progress: worker.progress,
+        });
+    }
+    if !view.workers.is_empty() {
+        let hours = build_hours(&view.workers, now);
+        let text = format!("cost     {}", cost_text(&hours));
+        // Hours grow while a worker runs: only the final figure is news.
+        let running = view.workers.iter().any(|worker| worker.ended_at.is_none());
+        out.push(Line {
+            key: format!("{}/cost", view.arn),
+            depth: depth + 1,
+            news: if running {
+                "cost     (workers running)".to_string()
+            } else {
+                text.clone()
+            },
+            text,
+            progress: if running { Progress::Running } else { Progress::Done },
         });
     }
     if view.awaiting_approval {
@@ -562,4 +729,241 @@ pub fn render(view: &ExecutionView, now: f64) -> String {
         .iter()
         .map(|line| format!("{}{}\n", "  ".repeat(line.depth), line.text))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn worker(target: &str, market: Option<&str>, launched_at: f64, ended_at: Option<f64>) -> Worker {
+        Worker {
+            target: target.to_string(),
+            instance: format!("i-{:08x}", launched_at as u64),
+            instance_state: None,
+            progress: Progress::Done,
+            launched_at,
+            ended_at,
+            market: market.map(str::to_string),
+            instance_type: Some("m5.2xlarge".to_string()),
+            interrupted: false,
+            replaces: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn a_worker_costs_its_wall_time_and_one_still_running_costs_until_now() {
+        assert_eq!(
+            worker_hours(&worker("d", None, 1000.0, Some(1000.0 + 5400.0)), 0.0),
+            1.5
+        );
+        assert_eq!(worker_hours(&worker("d", None, 1000.0, None), 1000.0 + 1800.0), 0.5);
+        // A clock that went backwards costs nothing rather than something negative.
+        assert_eq!(worker_hours(&worker("d", None, 1000.0, Some(900.0)), 0.0), 0.0);
+    }
+
+    #[test]
+    fn build_hours_add_up_per_run_per_market_and_per_target() {
+        let workers = [
+            worker("Create Source Tarball", None, 0.0, Some(1800.0)),
+            worker("debian-12-bookworm", Some("spot"), 2000.0, Some(2000.0 + 3600.0)),
+            // Interrupted after half an hour, then rebuilt on demand in two hours.
+            worker("ubuntu-24.04-noble", Some("spot"), 2000.0, Some(2000.0 + 1800.0)),
+            worker("ubuntu-24.04-noble", Some("on-demand"), 6000.0, Some(6000.0 + 7200.0)),
+        ];
+        let hours = build_hours(&workers, 99_999.0);
+        assert_eq!(hours.instance_hours, 4.0);
+        assert_eq!(
+            hours.by_market,
+            BTreeMap::from([
+                ("on-demand".to_string(), 2.0),
+                ("spot".to_string(), 1.5),
+                ("unknown".to_string(), 0.5)
+            ])
+        );
+        let targets: Vec<(&str, f64)> = hours
+            .by_target
+            .iter()
+            .map(|target| (target.target.as_str(), target.instance_hours))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("Create Source Tarball", 0.5),
+                ("debian-12-bookworm", 1.0),
+                ("ubuntu-24.04-noble", 2.5)
+            ]
+        );
+        assert_eq!(
+            cost_text(&hours),
+            "4.000 instance-hours (on-demand 2.000, spot 1.500, unknown 0.500): Create Source Tarball 0.500, \
+             debian-12-bookworm 1.000, ubuntu-24.04-noble 2.500"
+        );
+        assert_eq!(build_hours(&[], 0.0).instance_hours, 0.0);
+    }
+
+    fn event(id: i64, kind: &str, timestamp: f64, state: Option<&str>, output: Option<Value>) -> Event {
+        Event {
+            id,
+            kind: kind.to_string(),
+            timestamp,
+            state: state.map(str::to_string),
+            input: None,
+            output,
+            error: None,
+            cause: None,
+        }
+    }
+
+    /// A build whose noble worker EC2 reclaimed, rebuilt on demand: its history as the view reads
+    /// it (each task's entry and exit).
+    fn interrupted_build() -> Vec<Event> {
+        let started = 1_796_184_000.0;
+        let spot = |distro: &str, instance: &str| json!({"distro": distro, "instance": instance, "market": "spot", "instanceType": "m5.2xlarge"});
+        let builds = json!([
+            spot("debian-12-bookworm", "i-00000001"),
+            spot("ubuntu-24.04-noble", "i-00000002")
+        ]);
+        let rebuilt = json!([spot("debian-12-bookworm", "i-00000001"), {
+            "distro": "ubuntu-24.04-noble", "instance": "i-00000003", "market": "on-demand",
+            "instanceType": "m5.2xlarge", "replaces": "i-00000002"}]);
+        let poll =
+            |states: Value, interrupted: Value| json!({"instanceStates": states, "interruptedInstances": interrupted});
+        let task = |id: i64, at: f64, state: &str, output: Value| {
+            [
+                event(id, "TaskStateEntered", at, Some(state), None),
+                event(id + 1, "TaskStateExited", at + 1.0, Some(state), Some(output)),
+            ]
+        };
+        let mut events = vec![event(1, "ExecutionStarted", started, None, None)];
+        events[0].input = Some(json!({"version": "4.168.2"}));
+        events.extend(task(
+            2,
+            started + 10.0,
+            "Start Builds",
+            json!({"builds": builds.clone()}),
+        ));
+        events.extend(task(
+            4,
+            started + 20.0,
+            "Fetch Build Instance States",
+            poll(
+                json!({"i-00000001": "running", "i-00000002": "terminated"}),
+                json!(["i-00000002"]),
+            ),
+        ));
+        events.extend(task(
+            6,
+            started + 3610.0,
+            "Fetch Build Instance States",
+            poll(
+                json!({"i-00000001": "terminated", "i-00000002": "terminated"}),
+                json!(["i-00000002"]),
+            ),
+        ));
+        let mut rebuild = task(
+            8,
+            started + 3620.0,
+            "Rebuild Interrupted Distros On Demand",
+            json!({"builds": rebuilt}),
+        );
+        rebuild[0].input = Some(json!({"builds": builds}));
+        events.extend(rebuild);
+        events.extend(task(
+            10,
+            started + 7220.0,
+            "Fetch Build Instance States",
+            poll(
+                json!({"i-00000001": "terminated", "i-00000003": "terminated"}),
+                json!([]),
+            ),
+        ));
+        events.push(event(12, "ExecutionSucceeded", started + 7300.0, None, None));
+        events
+    }
+
+    #[test]
+    fn an_interrupted_worker_stays_in_view_beside_its_on_demand_rebuild() {
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build:b";
+        let view = ExecutionView::from_history(arn, "hhvm-build", &interrupted_build(), Some("hhvm-scratch"));
+        assert_eq!(view.status, "SUCCEEDED");
+        let workers: Vec<(&str, &str, Progress, Option<&str>, bool)> = view
+            .workers
+            .iter()
+            .map(|w| {
+                (
+                    w.target.as_str(),
+                    w.instance.as_str(),
+                    w.progress,
+                    w.market.as_deref(),
+                    w.interrupted,
+                )
+            })
+            .collect();
+        assert_eq!(
+            workers,
+            [
+                ("debian-12-bookworm", "i-00000001", Progress::Done, Some("spot"), false),
+                (
+                    "ubuntu-24.04-noble",
+                    "i-00000002",
+                    Progress::Interrupted,
+                    Some("spot"),
+                    true
+                ),
+                (
+                    "ubuntu-24.04-noble",
+                    "i-00000003",
+                    Progress::Done,
+                    Some("on-demand"),
+                    false
+                ),
+            ]
+        );
+        let started = 1_796_184_000.0;
+        let ends: Vec<Option<f64>> = view.workers.iter().map(|w| w.ended_at).collect();
+        assert_eq!(
+            ends,
+            [Some(started + 3611.0), Some(started + 21.0), Some(started + 7221.0)],
+            "each ended at the first poll that saw it ended"
+        );
+        assert_eq!(view.workers[2].replaces.as_deref(), Some("i-00000002"));
+        let cost = view.cost.as_ref().expect("a cost");
+        assert_eq!(cost.by_target.len(), 2);
+        assert!((cost.by_market["on-demand"] - 3600.0 / 3600.0).abs() < 1e-9, "{cost:?}");
+
+        let text = render(&view, started + 9999.0);
+        for expected in [
+            "done     debian-12-bookworm on i-00000001 (terminated) spot m5.2xlarge, 04:00:11–05:00:11 UTC (1h 00m)",
+            "interrupted ubuntu-24.04-noble on i-00000002 (terminated) spot m5.2xlarge, 04:00:11–04:00:21 UTC (10.0s)",
+            "done     ubuntu-24.04-noble on i-00000003 (terminated) on-demand m5.2xlarge, 05:00:21–06:00:21 UTC (1h 00m), replaces i-00000002",
+            "cost     2.003 instance-hours (on-demand 1.000, spot 1.003): debian-12-bookworm 1.000, ubuntu-24.04-noble 1.003",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn while_workers_run_the_cost_grows_but_is_no_news() {
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build:b";
+        let events: Vec<Event> = interrupted_build().into_iter().take(3).collect();
+        let view = ExecutionView::from_history(arn, "hhvm-build", &events, None);
+        let cost_at = |now: f64| {
+            lines(&view, now)
+                .into_iter()
+                .find(|line| line.key.ends_with("/cost"))
+                .expect("a cost line")
+        };
+        let (early, later) = (cost_at(1_796_184_000.0 + 3611.0), cost_at(1_796_184_000.0 + 7211.0));
+        assert_ne!(early.text, later.text);
+        assert_eq!(early.news, later.news);
+        assert_eq!(early.progress, Progress::Running);
+        assert!(
+            later.text.starts_with("cost     4.000 instance-hours (spot 4.000)"),
+            "{}",
+            later.text
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The status view of recorded execution histories (from local-stack runs, each event trimmed
 //! to the fields the view reads: `hhvmctl history EXECUTION --all --json`), against their
-//! snapshots in `tests/snapshots/`: the text an operator sees and the `--json` document.
+//! snapshots in `tests/snapshots/`: the text an operator sees and the `--json` document. The
+//! histories: a build whose distro failed, a release, a publish held by the release gate, and a
+//! build whose spot worker EC2 reclaimed (rebuilt on demand).
 //! `UPDATE_SNAPSHOTS=1 cargo test -p hhvmctl` rewrites them after a deliberate change; review
 //! the diff. The same lines as a terminal shows them live, and as plain lines without one.
 
@@ -137,6 +139,45 @@ fn a_release_shows_its_build_and_publish_children_done() {
         assert!(child.workers.iter().all(|worker| worker.progress == Progress::Done));
     }
     assert_snapshot("released.txt", &snapshot_of(&view));
+}
+
+#[test]
+fn an_interrupted_spot_worker_is_shown_beside_its_on_demand_rebuild_with_the_runs_cost() {
+    let view = replay("interrupted-distro");
+    assert_eq!(view.status, "SUCCEEDED");
+    let noble: Vec<&hhvmctl::status::Worker> = view
+        .workers
+        .iter()
+        .filter(|worker| worker.target == "ubuntu-24.04-noble")
+        .collect();
+    assert_eq!(noble.len(), 2, "the interrupted worker and its rebuild");
+    assert_eq!(noble[0].progress, Progress::Interrupted);
+    assert!(noble[0].interrupted);
+    assert_eq!(noble[0].market.as_deref(), Some("spot"));
+    assert_eq!(noble[1].progress, Progress::Done);
+    assert_eq!(noble[1].market.as_deref(), Some("on-demand"));
+    assert_eq!(noble[1].replaces.as_deref(), Some(noble[0].instance.as_str()));
+    let bookworm: Vec<&hhvmctl::status::Worker> = view
+        .workers
+        .iter()
+        .filter(|worker| worker.target == "debian-12-bookworm")
+        .collect();
+    assert_eq!(bookworm.len(), 1, "the other distro built once");
+    assert_eq!(
+        (bookworm[0].market.as_deref(), bookworm[0].progress),
+        (Some("spot"), Progress::Done)
+    );
+    let cost = view.cost.as_ref().expect("the run's cost");
+    let sum: f64 = cost.by_market.values().sum();
+    assert!((sum - cost.instance_hours).abs() < 1e-9, "{cost:?}");
+    assert!(
+        cost.by_market["spot"] > 0.0 && cost.by_market["on-demand"] > 0.0,
+        "{cost:?}"
+    );
+    let text = render(&view, view.ended_at.unwrap_or_default());
+    assert!(text.contains("  interrupted ubuntu-24.04-noble on i-"), "{text}");
+    assert!(text.contains("\n  cost     0.0"), "{text}");
+    assert_snapshot("interrupted-distro.txt", &snapshot_of(&view));
 }
 
 #[test]

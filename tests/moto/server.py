@@ -27,6 +27,10 @@ translated SAM template (infra/translate.py) deploys all of it, or fails saying 
    gets its environment values as strings (moto passes a Number parameter on as a number).
 7. Step Functions' SendTaskFailure keeps its `cause` (moto's API layer passes on only the
    error, so a rejected release would fail without the operator's reason).
+8. An EC2 instance tagged LocalStackInterruption=spot is terminated with the state reason EC2
+   gives a spot instance it reclaimed (Server.SpotInstanceTermination) instead of moto's
+   Client.UserInitiatedShutdown: the local worker tags an instance so to simulate an
+   interruption (tests/src/worker.rs), and hhvm-get-instances-state reports it as interrupted.
 
 Each patch depends on moto's internals: the version is pinned (bin/requirements.txt) and checked
 below, and every internal used is checked before anything is patched, so a moto upgrade fails
@@ -862,6 +866,34 @@ def send_task_failure(self):
 
 
 sfn_responses.StepFunctionResponse.send_task_failure = send_task_failure
+
+
+# --- 8. A spot interruption, on request ------------------------------------------------------
+
+from moto.ec2.models.instances import Instance, StateReason  # noqa: E402
+
+INTERRUPTION_TAG = "LocalStackInterruption"
+SPOT_INTERRUPTION = "Server.SpotInstanceTermination"
+
+expect(
+    parameters(Instance.terminate) == ["self"]
+    and parameters(StateReason.__init__) == ["self", "message", "code"]
+    and callable(getattr(Instance, "get_tags", None)),
+    "ec2 Instance.terminate(self), StateReason(message, code) and Instance.get_tags()",
+)
+
+original_terminate = Instance.terminate
+
+
+def terminate(self):
+    previous_state = original_terminate(self)
+    # moto's tags are {"key", "value", ...} dicts (its describe_tags records).
+    if any(tag.get("key") == INTERRUPTION_TAG and tag.get("value") == "spot" for tag in self.get_tags()):
+        self.state_reason = StateReason(f"{SPOT_INTERRUPTION}: Spot instance termination", SPOT_INTERRUPTION)
+    return previous_state
+
+
+Instance.terminate = terminate
 
 
 # The model lists are cached on first use: drop anything computed before the models above existed.

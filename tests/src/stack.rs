@@ -75,7 +75,9 @@ pub struct Settings {
     pub public_repo_url: String,
     /// The packaging repository's release branch (besides `master`).
     pub release_branch: String,
-    /// A file named `<distro>` or `<version>_<distro>` here makes that build fail.
+    /// A file named `<distro>` or `<version>_<distro>` here makes that build fail;
+    /// `<version>_<distro>.hang` makes it hang; `<version>_<distro>.interrupt` makes its spot
+    /// worker be interrupted (`LocalStack::interrupt_spot_build_of`).
     pub failing_builds_dir: PathBuf,
 }
 
@@ -322,6 +324,7 @@ impl LocalStack {
         say("starting the local EC2 worker (workers.log, workers/<instance>/)");
         stack.worker = Some(LocalWorker::start(WorkerConfig {
             ec2: stack.ec2(),
+            failing_builds_dir: stack.settings.failing_builds_dir.clone(),
             run_dir,
             path,
             env: stack.worker_environment(),
@@ -537,6 +540,16 @@ impl LocalStack {
         std::fs::write(&path, "").context(format!("write {}", path.display()))
     }
 
+    /// Makes the next spot build of `version` for `distro` be interrupted, as EC2 reclaims spot
+    /// capacity: the build waits while the knob (`<version>_<distro>.interrupt`) exists, and the
+    /// local worker, seeing it, tags the instance `LocalStackInterruption=spot` and terminates it
+    /// after about a second (moto then reports the state reason of a spot interruption), stops
+    /// its script and removes the knob, so the on-demand rebuild that follows builds.
+    pub fn interrupt_spot_build_of(&self, version: &str, distro: &str) -> Result<(), StackError> {
+        let path = crate::worker::interruption_knob(&self.settings.failing_builds_dir, version, distro);
+        std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
     /// The local Lambda service the functions run in (`None` once stopped).
     pub fn lambda_service(&self) -> Option<&LambdaService> {
         self.lambdas.as_ref()
@@ -664,6 +677,9 @@ async fn template_parameters(
         ("NightlySourceRefsUrl", local.source_refs_url.clone()),
         // The scenarios publish releases unattended; the release gate is asked for by input.
         ("ReleasesRequireApproval", "false".to_string()),
+        // As deployed by default: the builds on spot capacity, so an interruption can be
+        // simulated (`interrupt_spot_build_of`).
+        ("BinaryPackageMarket", "spot".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -7,6 +7,14 @@
 //! instance is terminated from outside while the script runs, the script gets SIGTERM, as on an
 //! instance shutting down. Instances without a `JobKind` tag are not the pipeline's: they just
 //! run.
+//!
+//! A spot reclaim, on demand: while the knob `<failing builds>/<version>_<distro>.interrupt`
+//! exists, that distro's build waits (the local build command checks it), and the local worker
+//! interrupts the build's instance if it is a spot instance, about a second after it sees the
+//! knob: it tags the instance `LocalStackInterruption=spot` (tests/moto/server.py then gives its
+//! termination the state reason EC2 gives an interrupted spot instance), terminates it, stops
+//! the script as a shutdown would, and only then removes the knob, so the script cannot go on
+//! to build in between and the on-demand rebuild that follows is not held.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -17,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, InstanceAttributeName};
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceLifecycleType, Tag};
 
 use crate::{Context, StackError};
 use pipeline_testing::process::{GroupProcess, signal_group};
@@ -27,6 +35,18 @@ use pipeline_testing::process::{GroupProcess, signal_group};
 /// `InstanceInitiatedShutdownBehavior=terminate` does on EC2.
 /// How often a local worker's log goes up while its job runs.
 const LOG_UPLOAD_SECONDS: &str = "2";
+
+/// The tag that tells tests/moto/server.py an instance's termination is a spot interruption.
+const INTERRUPTION_TAG: &str = "LocalStackInterruption";
+
+/// How long after the local worker sees an interruption knob it reclaims the instance: the
+/// build is waiting by then, as a real one would be working.
+const INTERRUPTION_DELAY: Duration = Duration::from_secs(1);
+
+/// The knob that makes the spot build of `version` for `distro` be interrupted.
+pub(crate) fn interruption_knob(failing_builds_dir: &Path, version: &str, distro: &str) -> PathBuf {
+    failing_builds_dir.join(format!("{version}_{distro}.interrupt"))
+}
 
 const SHUTDOWN_STUB: &str = r#"#!/bin/bash
 set -euo pipefail
@@ -108,6 +128,8 @@ impl WorkerRun {
 /// What every worker of a stack gets.
 pub(crate) struct WorkerConfig {
     pub ec2: aws_sdk_ec2::Client,
+    /// The failure knobs' directory (`LOCAL_STACK_FAILING_BUILDS` of the scripts).
+    pub failing_builds_dir: PathBuf,
     pub run_dir: PathBuf,
     /// Directories searched after the stubs (the venv's `bin` first).
     pub path: String,
@@ -170,11 +192,14 @@ impl LocalWorker {
     }
 }
 
-/// An instance to run: ID and the tags that say what it is for.
+/// An instance to run: ID, the tags that say what it is for, and its market.
 struct NewInstance {
     id: String,
     job: String,
     distro: Option<String>,
+    version: Option<String>,
+    /// EC2 launched it on spot capacity (its lifecycle).
+    spot: bool,
 }
 
 async fn poll_instances(config: Arc<WorkerConfig>, shared: Arc<Shared>) {
@@ -260,6 +285,8 @@ async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Result<Vec<NewInstance>, S
                 id: instance.instance_id()?.to_string(),
                 job: tag("JobKind")?,
                 distro: tag("Distro"),
+                version: tag("Version"),
+                spot: instance.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
             })
         })
         .collect())
@@ -286,6 +313,17 @@ async fn run_instance(config: Arc<WorkerConfig>, shared: Arc<Shared>, instance: 
     let sandbox = config.run_dir.join("workers").join(&instance.id);
     let started = Instant::now();
     progress(&config, &format!("{what} started in {}", sandbox.display()));
+    if instance.spot
+        && let (Some(version), Some(distro)) = (&instance.version, &instance.distro)
+    {
+        let knob = interruption_knob(&config.failing_builds_dir, version, distro);
+        tokio::spawn(interrupt_when_asked(
+            config.clone(),
+            shared.clone(),
+            instance.id.clone(),
+            knob,
+        ));
+    }
     let exit_code = match prepare_and_run(&config, &shared, &instance, &sandbox).await {
         Ok(code) => code,
         Err(error) => {
@@ -419,6 +457,76 @@ async fn prepare_and_run(
         let _ = std::fs::remove_dir_all(&gnupg);
     }
     Ok(status?.code())
+}
+
+/// Interrupts spot instance `id` as EC2 reclaims spot capacity once `knob` exists while its
+/// script runs; returns when the script has finished without it.
+async fn interrupt_when_asked(config: Arc<WorkerConfig>, shared: Arc<Shared>, id: String, knob: PathBuf) {
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let pid = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        let finished = shared
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|run| run.instance == id);
+        if finished {
+            return;
+        }
+        if let Some(pid) = pid
+            && knob.exists()
+        {
+            tokio::time::sleep(INTERRUPTION_DELAY).await;
+            match reclaim(&config.ec2, &id).await {
+                Ok(()) => {
+                    shared
+                        .shut_down
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.clone());
+                    signal_group(pid, libc::SIGTERM);
+                    progress(
+                        &config,
+                        &format!(
+                            "worker {id}: interrupted as EC2 reclaims spot capacity ({})",
+                            knob.display()
+                        ),
+                    );
+                }
+                Err(error) => progress(&config, &format!("worker {id}: interrupting it failed: {error}")),
+            }
+            if let Err(error) = std::fs::remove_file(&knob) {
+                progress(&config, &format!("worker {id}: removing {}: {error}", knob.display()));
+            }
+            return;
+        }
+        tokio::time::sleep(config.poll_interval).await;
+    }
+}
+
+/// Tags `id` as interrupted and terminates it: moto's termination then carries EC2's reason for
+/// a spot interruption.
+async fn reclaim(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError> {
+    ec2.create_tags()
+        .resources(id)
+        .tags(Tag::builder().key(INTERRUPTION_TAG).value("spot").build())
+        .send()
+        .await
+        .context(format!("EC2 CreateTags {id}"))?;
+    ec2.terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .context(format!("EC2 TerminateInstances {id}"))?;
+    Ok(())
 }
 
 /// Terminates `id` in moto unless it is already shutting down or terminated (the script's own

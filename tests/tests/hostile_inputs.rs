@@ -640,7 +640,8 @@ async fn launch_other_executions_worker(ec2: &aws_sdk_ec2::Client, stack: &str) 
     let settings = InstanceSettings {
         stack: stack.parse().expect("a stack name"),
         image_id: WORKER_AMI.into(),
-        instance_type: "t3.micro".into(),
+        instance_type: "t3.micro".parse().expect("an instance type"),
+        market: pipeline_core::launch::Market::OnDemand,
         subnet_id: "subnet-12345678".into(),
         security_group_ids: vec!["sg-12345678".into()],
         instance_profile: InstanceProfile::parse(INSTANCE_PROFILE),
@@ -1328,6 +1329,59 @@ fn source_and_build_workers(corpus: &mut Corpus) {
     cases.values(INVALID_INPUT, "force", vec![json!("yes"), json!(1)]);
     cases.values(INVALID_INPUT, "executionName", some_hostile_execution_names());
     cases.values(INVALID_INPUT, "packagingBranch", some_hostile_branches());
+
+    // Rebuild mode: the payload as the machine passes it once the builds finished with an
+    // interruption (a valid one would launch the distro's on-demand rebuild).
+    let rebuild = rebuild_request();
+    for value in malformed_instances() {
+        let label = format!(
+            "rebuild: interruptedInstances = {}",
+            shortened(&abbreviated(&value), 120)
+        );
+        cases.case(INVALID_INPUT, label, with(&rebuild, "interruptedInstances", value));
+    }
+    let not_a_build = with(&rebuild, "interruptedInstances", json!([UNTAGGED_INSTANCE]));
+    cases.case(
+        INVALID_INPUT,
+        "rebuild: an interrupted instance of no build",
+        not_a_build,
+    );
+    let build = |fields: Value| {
+        let mut entry = rebuild["builds"][0].clone();
+        for (key, value) in fields.as_object().expect("fields are an object") {
+            entry[key] = value.clone();
+        }
+        with(&rebuild, "builds", json!([entry]))
+    };
+    for (label, fields) in [
+        ("market = \"Spot\"", json!({"market": "Spot"})),
+        ("market = \"spot; id\"", json!({"market": "spot; id"})),
+        ("market = 1", json!({"market": 1})),
+        (
+            "instanceType = \"t3.micro $(id)\"",
+            json!({"instanceType": "t3.micro $(id)"}),
+        ),
+        ("replaces = \"$(id)\"", json!({"replaces": "$(id)"})),
+        ("replaces = itself", json!({"replaces": OTHER_EXECUTIONS_WORKER})),
+    ] {
+        cases.case(INVALID_INPUT, format!("rebuild: builds[0].{label}"), build(fields));
+    }
+    // A distro is rebuilt once: its rebuild reclaimed too fails the build.
+    let twice = build(json!({"replaces": UNTAGGED_INSTANCE}));
+    cases.case("BuildFailed", "rebuild: a rebuild interrupted again", twice);
+    cases.case(INVALID_INPUT, "rebuild: no `builds`", without(&rebuild, "builds"));
+    cases.case(INVALID_INPUT, "rebuild: no `instances`", without(&rebuild, "instances"));
+}
+
+/// build-binary-packages' input in rebuild mode: the other execution's worker (a stand-in for
+/// this execution's interrupted one) was the distro's spot build and was interrupted.
+fn rebuild_request() -> Value {
+    let mut request = binary_packages_request();
+    request["instances"] = json!([OTHER_EXECUTIONS_WORKER]);
+    request["builds"] =
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "market": "spot", "instanceType": "t3.micro"}]);
+    request["interruptedInstances"] = json!([OTHER_EXECUTIONS_WORKER]);
+    request
 }
 
 /// The repository update and the release source publication.
@@ -1466,6 +1520,11 @@ fn status_and_notifications(corpus: &mut Corpus) {
         json!([{"distro": DISTRO, "instance": "$(id)"}]),
         json!([{"distro": [DISTRO], "instance": OTHER_EXECUTIONS_WORKER}]),
         json!([{"distro": DISTRO}]),
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "market": "reserved"}]),
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "market": ["spot"]}]),
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "instanceType": "../x"}]),
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "replaces": "i-nope"}]),
+        json!([{"distro": DISTRO, "instance": OTHER_EXECUTIONS_WORKER, "replaces": 5}]),
     ];
     cases.values(INVALID_INPUT, "builds", builds);
 
@@ -1768,6 +1827,8 @@ fn reserved_fields() -> Vec<(&'static str, Value)> {
             json!([format!("{ACCOUNT_ARN}:execution:someone-elses-machine:run")]),
         ),
         ("poll", json!({"count": -1000})),
+        // A forged spot interruption: a rebuild of a distro nobody interrupted.
+        ("interruptedInstances", json!([OTHER_EXECUTIONS_WORKER])),
         // A forged "every build succeeded" for the multi machine's build check.
         (
             "buildExecutionStates",

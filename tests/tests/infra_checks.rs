@@ -622,9 +622,10 @@ fn the_readme_parsers_read_only_what_they_are_pointed_at() {
 
 // ---------------------------------------------------------------------------------------------
 // Poll budgets and retries, over the definitions: a machine's worker poll loops fit its
-// TimeoutSeconds at the default poll settings and its history at the largest pollLimit, a loop
-// outlives the longest worker, a parent outlives its children, and the retriers retry transient
-// errors only (with jitter) and keep polling through service trouble.
+// TimeoutSeconds at the default poll settings and its history at the largest pollLimit (a loop
+// that a task on it starts again counts once per run), a loop outlives the longest worker, a
+// parent outlives its children, and the retriers retry transient errors only (with jitter) and
+// keep polling through service trouble.
 // ---------------------------------------------------------------------------------------------
 
 /// The Lambda a worker poll loop calls, and the one a loop waiting for child executions calls.
@@ -663,12 +664,22 @@ const PARENT_MACHINES: [(&str, [&str; 2]); 2] = [
     ("hhvm-build-and-publish-multi", ["hhvm-build", "hhvm-publish-release"]),
 ];
 
+/// Tasks on a worker poll loop that start it again from the beginning (its poll count reset), and
+/// how often each may do so in one execution: (machine, task, restarts). The definition cannot
+/// state that bound; the task's Lambda keeps it. "Rebuild Interrupted Distros On Demand" rebuilds
+/// each distro whose spot worker was interrupted once (`plan_rebuilds` in
+/// build-binary-packages: an interrupted rebuild fails with BuildFailed), so hhvm-build waits for
+/// its builds at most twice.
+const LOOP_RESTARTS: [(&str, &str, u64); 1] = [("hhvm-build", "Rebuild Interrupted Distros On Demand", 1)];
+
 /// The poll settings and worker lifetimes the definitions are checked against.
 struct PollLimits {
     default_limit: u64,
     default_interval_seconds: u64,
     max_limit: u64,
     longest_worker_minutes: u64,
+    /// `LOOP_RESTARTS`.
+    loop_restarts: Vec<(&'static str, &'static str, u64)>,
 }
 
 impl PollLimits {
@@ -682,6 +693,7 @@ impl PollLimits {
                 .map(JobKind::hard_timeout_minutes)
                 .max()
                 .expect("there are job kinds"),
+            loop_restarts: LOOP_RESTARTS.to_vec(),
         }
     }
 }
@@ -799,6 +811,39 @@ fn worker_poll_loops(definition: &Value) -> u64 {
         .count() as u64
 }
 
+/// How many times a definition's worker poll loops run in one execution at most: each loop once,
+/// and once more for every restart a task on it may make (`restarts`: (task, bound) of this
+/// machine). A task on a loop other than its poll is a restart; one without a bound is a problem
+/// (its loop could run any number of times).
+fn worker_poll_loop_runs(machine: &str, definition: &Value, restarts: &[(&str, u64)]) -> (u64, Vec<String>) {
+    let mut runs = 0;
+    let mut problems = Vec::new();
+    for states in state_maps(definition) {
+        for (name, state) in states {
+            if state["Resource"] != WORKER_POLL_FUNCTION {
+                continue;
+            }
+            let members = loop_through(states, name);
+            if !members.iter().any(|member| bounds_worker_polls(&states[*member])) {
+                continue; // not a bounded loop: reported on its own
+            }
+            runs += 1;
+            for member in members.iter().filter(|member| **member != name.as_str()) {
+                if states[*member]["Type"] != "Task" {
+                    continue;
+                }
+                match restarts.iter().find(|(task, _)| task == member) {
+                    Some((_, bound)) => runs += bound,
+                    None => problems.push(format!(
+                        "{machine}: {member}: starts the worker poll loop of {name} again, and nothing bounds                          how often (LOOP_RESTARTS in tests/tests/infra_checks.rs names the tasks that may, and                          how often)"
+                    )),
+                }
+            }
+        }
+    }
+    (runs, problems)
+}
+
 fn is_lambda_task(state: &Value) -> bool {
     state["Type"] == "Task"
         && state["Resource"]
@@ -832,20 +877,27 @@ fn poll_budget_and_retry_problems(machines: &BTreeMap<String, Value>, limits: &P
     };
 
     for (machine, definition) in machines {
-        let loops = worker_poll_loops(definition);
+        let restarts: Vec<(&str, u64)> = limits
+            .loop_restarts
+            .iter()
+            .filter(|(of, _, _)| of == machine)
+            .map(|(_, task, bound)| (*task, *bound))
+            .collect();
+        let (runs, unbounded) = worker_poll_loop_runs(machine, definition, &restarts);
+        problems.extend(unbounded);
         match timeout_of(machine) {
             None => problems.push(format!("{machine}: no TimeoutSeconds")),
-            Some(timeout) if loops * loop_budget > timeout => problems.push(format!(
-                "{machine}: its {loops} worker poll loops at the defaults take {loops} × {loop_budget} s = {} s, \
+            Some(timeout) if runs * loop_budget > timeout => problems.push(format!(
+                "{machine}: its {runs} worker poll loop runs at the defaults take {runs} × {loop_budget} s = {} s, \
                  more than its TimeoutSeconds {timeout}",
-                loops * loop_budget
+                runs * loop_budget
             )),
             Some(_) => {}
         }
-        let history = loops * limits.max_limit * HISTORY_EVENTS_PER_POLL + HISTORY_EVENTS_OUTSIDE_POLLS;
+        let history = runs * limits.max_limit * HISTORY_EVENTS_PER_POLL + HISTORY_EVENTS_OUTSIDE_POLLS;
         if history > HISTORY_EVENT_LIMIT {
             problems.push(format!(
-                "{machine}: its {loops} worker poll loops at pollLimit {} need {history} history events \
+                "{machine}: its {runs} worker poll loop runs at pollLimit {} need {history} history events \
                  ({HISTORY_EVENTS_PER_POLL} a poll, {HISTORY_EVENTS_OUTSIDE_POLLS} for the rest), more than \
                  a Standard execution's {HISTORY_EVENT_LIMIT}",
                 limits.max_limit
@@ -936,9 +988,19 @@ fn poll_budgets_and_retries_hold_over_the_definitions() {
         ]
     );
     // The loops are found: hhvm-build polls its source and build workers, the publish its release
-    // source and repository workers.
+    // source and repository workers; hhvm-build waits for its builds a second time when it
+    // rebuilds interrupted distros.
     assert_eq!(worker_poll_loops(&machines["hhvm-build"]), 2);
     assert_eq!(worker_poll_loops(&machines["hhvm-publish-release"]), 2);
+    let restarts = [("Rebuild Interrupted Distros On Demand", 1)];
+    assert_eq!(
+        worker_poll_loop_runs("hhvm-build", &machines["hhvm-build"], &restarts),
+        (3, Vec::new())
+    );
+    assert_eq!(
+        worker_poll_loop_runs("hhvm-publish-release", &machines["hhvm-publish-release"], &[]),
+        (2, Vec::new())
+    );
     let problems = poll_budget_and_retry_problems(&machines, &PollLimits::of_the_pipeline());
     assert!(problems.is_empty(), "state-machines/:\n{}", problems.join("\n"));
 }
@@ -984,7 +1046,32 @@ fn each_broken_poll_budget_or_retry_rule_is_named() {
     single_problem_after(
         |m| m.get_mut("hhvm-publish-release").unwrap()["TimeoutSeconds"] = 21600.into(),
         same_limits,
-        &["hhvm-publish-release", "2 worker poll loops", "TimeoutSeconds 21600"],
+        &[
+            "hhvm-publish-release",
+            "2 worker poll loop runs",
+            "TimeoutSeconds 21600",
+        ],
+    );
+    // hhvm-build's two loops would fit 9 h, but with the rebuild the build loop runs twice.
+    single_problem_after(
+        |m| m.get_mut("hhvm-build").unwrap()["TimeoutSeconds"] = 32400.into(),
+        same_limits,
+        &[
+            "hhvm-build:",
+            "3 worker poll loop runs",
+            "36000 s",
+            "TimeoutSeconds 32400",
+        ],
+    );
+    // A restart nothing bounds: the build loop could run for ever.
+    single_problem_after(
+        unchanged,
+        |l| l.loop_restarts.clear(),
+        &[
+            "hhvm-build: Rebuild Interrupted Distros On Demand",
+            "Fetch Build Instance States",
+            "nothing bounds",
+        ],
     );
     // A worker that may live longer than a loop polls.
     single_problem_after(
@@ -992,21 +1079,27 @@ fn each_broken_poll_budget_or_retry_rule_is_named() {
         |l| l.longest_worker_minutes = 200,
         &["longest worker", "200 min"],
     );
-    // A larger pollLimit cap: the two worker loops of hhvm-build and of the publish overflow
-    // their histories.
+    // A larger pollLimit cap: the three loop runs of hhvm-build overflow its history (its two
+    // loops alone would fit: 17,400 events), the publish's two do not.
+    single_problem_after(
+        unchanged,
+        |l| l.max_limit = 700,
+        &["hhvm-build:", "3 worker poll loop runs", "25100 history events"],
+    );
+    // Larger still: the publish's two loops overflow too.
     let problems = problems_after(unchanged, |l| l.max_limit = 1100);
     assert_eq!(problems.len(), 2, "{problems:#?}");
-    for machine in ["hhvm-build:", "hhvm-publish-release:"] {
+    for (machine, events) in [("hhvm-build:", "38300"), ("hhvm-publish-release:", "26200")] {
         assert!(
             problems
                 .iter()
-                .any(|p| p.starts_with(machine) && p.contains("26200 history events")),
+                .any(|p| p.starts_with(machine) && p.contains(&format!("{events} history events"))),
             "no history problem for {machine} {problems:#?}"
         );
     }
     // A child that may run longer than its parent waits.
     single_problem_after(
-        |m| m.get_mut("hhvm-build").unwrap()["TimeoutSeconds"] = 36000.into(),
+        |m| m.get_mut("hhvm-build").unwrap()["TimeoutSeconds"] = 50000.into(),
         same_limits,
         &["hhvm-build-and-publish:", "hhvm-build + hhvm-publish-release"],
     );
@@ -1112,5 +1205,33 @@ fn a_poll_loop_is_the_cycle_through_its_task() {
         worker_poll_loops(&definition),
         1,
         "a comparison nested in Not and And counts"
+    );
+}
+
+#[test]
+fn a_task_on_a_poll_loop_runs_it_again_as_often_as_its_bound_says() {
+    let definition = serde_json::json!({"States": {
+        "Start": {"Type": "Pass", "Next": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 1, "Next": "Poll"},
+        "Poll": {"Type": "Task", "Resource": "${GetInstancesStateFunctionArn}", "Next": "Done?"},
+        "Done?": {"Type": "Choice", "Choices": [
+            {"Variable": "$.done", "BooleanEquals": true, "Next": "Redo?"},
+            {"Variable": "$.poll.count", "NumericGreaterThanEqualsPath": "$.pollLimit", "Next": "Failed"}
+        ], "Default": "Wait"},
+        "Redo?": {"Type": "Choice", "Choices": [
+            {"Variable": "$.redo[0]", "IsPresent": true, "Next": "Redo"}
+        ], "Default": "After"},
+        "Redo": {"Type": "Task", "Resource": "${BuildBinaryPackagesFunctionArn}", "Next": "Start"},
+        "After": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail"}
+    }});
+    assert_eq!(worker_poll_loops(&definition), 1, "one loop");
+    assert_eq!(worker_poll_loop_runs("m", &definition, &[("Redo", 2)]), (3, Vec::new()));
+    let (runs, problems) = worker_poll_loop_runs("m", &definition, &[("Other", 2)]);
+    assert_eq!(runs, 1);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("m: Redo: starts the worker poll loop of Poll again"),
+        "{problems:?}"
     );
 }

@@ -7,7 +7,9 @@
 //! holds a publish until `approve`, and `reject` fails it with the reason, having published
 //! nothing; `logs --follow` waits for the repository update's log and ends with its job; the
 //! publish updates the suites and invalidates the paths `plan` named; a nightly started by hand
-//! is followed to its publication.
+//! is followed to its publication; a build whose spot worker EC2 reclaims rebuilds that distro,
+//! and only that one, once on demand, and `status` shows the interruption, the markets and the
+//! run's instance-hours.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -433,4 +435,214 @@ async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
     let reindex = hhvmctl(&stack, &["reindex"]);
     let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex prints JSON");
     assert_eq!(answer["indexPages"]["pagesWritten"], 0, "{answer}");
+}
+
+/// The distro whose spot worker the interruption scenario has reclaimed.
+const INTERRUPTED: &str = "ubuntu-24.04-noble";
+
+/// A worker of a status document (`workers` of `status --json`).
+#[derive(Debug)]
+struct ShownWorker {
+    target: String,
+    instance: String,
+    progress: String,
+    market: Option<String>,
+    interrupted: bool,
+    replaces: Option<String>,
+}
+
+impl ShownWorker {
+    /// What the scenario checks of it: target, progress, market, interrupted.
+    fn summary(&self) -> (&str, &str, Option<&str>, bool) {
+        (
+            self.target.as_str(),
+            self.progress.as_str(),
+            self.market.as_deref(),
+            self.interrupted,
+        )
+    }
+}
+
+fn workers_of(document: &Value) -> Vec<ShownWorker> {
+    document["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|worker| {
+            let text = |field: &str| worker[field].as_str().map(str::to_string);
+            ShownWorker {
+                target: text("target").expect("a target"),
+                instance: text("instance").expect("an instance"),
+                progress: text("progress").expect("a progress"),
+                market: text("market"),
+                interrupted: worker["interrupted"].as_bool().expect("interrupted is a boolean"),
+                replaces: text("replaces"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_shows_it() {
+    let _serial = SERIAL.lock().await;
+    let stack = start_stack().await;
+    let function = stack
+        .deployed()
+        .functions
+        .iter()
+        .find(|function| function.name.ends_with("hhvm-build-binary-packages"))
+        .expect("the binary-package launcher is deployed");
+    assert_eq!(
+        function.environment.get("BINARY_PACKAGE_MARKET").map(String::as_str),
+        Some("spot"),
+        "the local stack deploys the builds on spot"
+    );
+    let instance_type = function.environment["BINARY_PACKAGE_INSTANCE_TYPE"].clone();
+
+    stack
+        .interrupt_spot_build_of(VERSION, INTERRUPTED)
+        .expect("set the interruption knob");
+    let built = hhvmctl(
+        &stack,
+        &["build", VERSION, "--poll-interval", "1", "--interval", "1", "--json"],
+    );
+    assert_eq!(built.status.code(), Some(0), "the build succeeds: {}", stderr(&built));
+    let name = started_name(&built);
+    let document: Value = serde_json::from_slice(&built.stdout).expect("the build's view is JSON");
+    assert_eq!(document["status"], "SUCCEEDED");
+    let rebuild_phase: Vec<&Value> = document["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter(|phase| phase["name"] == "Rebuild Interrupted Distros On Demand")
+        .collect();
+    assert_eq!(rebuild_phase.len(), 1, "{document}");
+    assert_eq!(rebuild_phase[0]["entries"], 1, "the rebuild ran once");
+    assert_eq!(rebuild_phase[0]["progress"], "done");
+
+    let builds: Vec<ShownWorker> = workers_of(&document)
+        .into_iter()
+        .filter(|worker| worker.target == PASSING || worker.target == INTERRUPTED)
+        .collect();
+    assert_eq!(
+        builds.len(),
+        3,
+        "one worker for {PASSING}, two for {INTERRUPTED}: {builds:?}"
+    );
+    let (passing, interrupted, rebuild) = (&builds[0], &builds[1], &builds[2]);
+    assert_eq!(
+        passing.summary(),
+        (PASSING, "done", Some("spot"), false),
+        "the other distro ran on spot, once"
+    );
+    assert_eq!(interrupted.summary(), (INTERRUPTED, "interrupted", Some("spot"), true));
+    assert_eq!(
+        rebuild.summary(),
+        (INTERRUPTED, "done", Some("on-demand"), false),
+        "rebuilt on demand"
+    );
+    assert_eq!(
+        rebuild.replaces.as_ref(),
+        Some(&interrupted.instance),
+        "the rebuild names what it replaces"
+    );
+    for worker in document["workers"].as_array().expect("workers") {
+        if worker["target"] == PASSING || worker["target"] == INTERRUPTED {
+            assert_eq!(worker["instanceType"], instance_type.as_str(), "{worker}");
+        }
+        let (launched, ended) = (worker["launchedAt"].as_f64(), worker["endedAt"].as_f64());
+        assert!(
+            launched.zip(ended).is_some_and(|(launched, ended)| ended >= launched),
+            "{worker}"
+        );
+    }
+    let cost = &document["cost"];
+    for market in ["spot", "on-demand"] {
+        assert!(
+            cost["byMarket"][market].as_f64().is_some_and(|hours| hours > 0.0),
+            "{cost}"
+        );
+    }
+    let targets: Vec<&str> = cost["byTarget"]
+        .as_array()
+        .expect("byTarget")
+        .iter()
+        .filter_map(|target| target["target"].as_str())
+        .collect();
+    assert!(targets.contains(&PASSING) && targets.contains(&INTERRUPTED), "{cost}");
+
+    // What EC2 says of the three: the reclaimed one ended with a spot interruption.
+    let described = stack
+        .ec2()
+        .describe_instances()
+        .instance_ids(&passing.instance)
+        .instance_ids(&interrupted.instance)
+        .instance_ids(&rebuild.instance)
+        .send()
+        .await
+        .expect("describe the build workers");
+    let instances: Vec<_> = described.reservations().iter().flat_map(|r| r.instances()).collect();
+    assert_eq!(instances.len(), 3);
+    for instance in instances {
+        let id = instance.instance_id().unwrap_or_default();
+        let spot = instance.instance_lifecycle() == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot);
+        let reason = instance
+            .state_reason()
+            .and_then(|reason| reason.code())
+            .unwrap_or_default();
+        if id == interrupted.instance {
+            assert!(spot, "{id}");
+            assert_eq!(reason, "Server.SpotInstanceTermination", "{id}");
+        } else {
+            assert_eq!(
+                spot,
+                id == passing.instance,
+                "{id}: only {PASSING}'s worker is a spot instance"
+            );
+            assert_ne!(reason, "Server.SpotInstanceTermination", "{id}");
+        }
+    }
+    let runs = stack.worker_runs();
+    let run_of = |id: &str| runs.iter().find(|run| run.instance == id).expect("a local worker run");
+    assert!(
+        !run_of(&interrupted.instance).succeeded(),
+        "the reclaimed worker's script was stopped"
+    );
+    assert!(run_of(&rebuild.instance).succeeded() && run_of(&passing.instance).succeeded());
+    let knob = stack
+        .settings()
+        .failing_builds_dir
+        .join(format!("{VERSION}_{INTERRUPTED}.interrupt"));
+    assert!(!knob.exists(), "the knob is used up");
+
+    // As an operator reads it.
+    let status = hhvmctl(&stack, &["status", &name]);
+    assert_eq!(status.status.code(), Some(0));
+    let shown = stdout(&status);
+    for expected in [
+        format!(
+            "interrupted {INTERRUPTED} on {} (terminated) spot {instance_type}, ",
+            interrupted.instance
+        ),
+        format!(
+            "done     {INTERRUPTED} on {} (terminated) on-demand {instance_type}, ",
+            rebuild.instance
+        ),
+        format!(", replaces {}", interrupted.instance),
+        format!(
+            "done     {PASSING} on {} (terminated) spot {instance_type}, ",
+            passing.instance
+        ),
+        format!("{INTERRUPTED} 0."),
+    ] {
+        assert!(shown.contains(&expected), "missing {expected:?} in\n{shown}");
+    }
+    let cost_line = shown
+        .lines()
+        .find(|line| line.trim_start().starts_with("cost "))
+        .expect("a cost line");
+    assert!(
+        cost_line.contains(" instance-hours (") && cost_line.contains("on-demand 0.") && cost_line.contains("spot 0."),
+        "{cost_line}"
+    );
 }

@@ -96,7 +96,7 @@ async fn lease_sections(stack: &LocalStack, version: &str) -> Vec<(String, Strin
 
 fn polling(mut input: Value) -> Value {
     input["pollIntervalSeconds"] = json!(1);
-    input["pollLimit"] = json!(900);
+    input["pollLimit"] = json!(600);
     input
 }
 

@@ -1,16 +1,27 @@
 //! `hhvm-build-binary-packages`: starts one worker per distro to build the binary packages of
 //! `version` from the source tarball at `source`, and adds `distros` (every distro of this
 //! build), `skippedDistros` (those already built), `instances` (one per started or re-found
-//! worker, in distro order) and `builds` (`{distro, instance}` of each of those workers: Verify
-//! Builds accepts only the success markers they write) to the pass-through payload.
+//! worker, in distro order) and `builds` (`{distro, instance, market, instanceType}` of each of
+//! those workers: Verify Builds accepts only the success markers they write) to the
+//! pass-through payload.
 //!
 //! - The distros are the input's `distros` (validated) or `CURRENT_TARGETS` on the packaging
 //!   branch.
 //! - A distro whose success marker for this version exists is skipped unless `force` is true.
+//! - Workers run on the configured market (`BINARY_PACKAGE_MARKET`); a spot launch that EC2 has
+//!   no spot capacity for is made on on-demand capacity instead (`market` says which).
 //! - Launches run concurrently with bounded parallelism, retried by the SDK when throttled; if
 //!   one finally fails, the instances this call started are terminated and the error
 //!   (`WorkerLaunchFailed`) names the distro.
 //! - A retried invocation with the same input finds its instances instead of starting more.
+//!
+//! Rebuild mode, when the payload has a non-empty `interruptedInstances` (what
+//! `get-instances-state` reports once the builds have finished): each interrupted build is
+//! launched again on on-demand capacity (`plan_rebuilds`, `rebuild_interrupted`). Its entry in
+//! `builds` becomes the new worker's, with `replaces` naming the interrupted one, the new ID
+//! takes the old one's place in `instances`, and `interruptedInstances` is cleared; the
+//! machine then waits for the builds again. A distro is rebuilt once: a rebuild that is itself
+//! interrupted fails the build (`BuildFailed`) instead of going round again.
 //!
 //! The workers run `userdata/make-binary-package.sh`, embedded here at build time.
 
@@ -20,11 +31,12 @@ use pipeline_aws::config::Source;
 use pipeline_aws::launch_config::LaunchConfig;
 use pipeline_aws::{Function, SdkConfig};
 use pipeline_core::distro::read_distros;
-use pipeline_core::launch::{DistroBuild, LaunchPlan, WorkerRequest};
+use pipeline_core::instance::read_instance_ids;
+use pipeline_core::launch::{DistroBuild, LaunchPlan, WorkerRequest, read_builds};
 use pipeline_core::layout::{JobKind, marker_key};
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{Prelude, PreludeValue, base_prelude, worker_user_data};
-use pipeline_core::{Distro, PackagingBranch, Payload, PipelineError, S3Location};
+use pipeline_core::{Distro, InstanceId, PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde_json::Value;
 
 pub const LIBRARY: &str = include_str!("../../../userdata/common.sh");
@@ -121,6 +133,100 @@ fn unique(distros: Vec<Distro>) -> Vec<Distro> {
         .collect()
 }
 
+/// The build entry of a launched worker.
+fn build_of(distro: Distro, launched: pipeline_aws::launch::Launched, replaces: Option<InstanceId>) -> DistroBuild {
+    DistroBuild {
+        distro,
+        instance: launched.instance_id,
+        market: Some(launched.market),
+        instance_type: Some(launched.instance_type),
+        replaces,
+    }
+}
+
+/// The builds to launch again on on-demand capacity: each of `builds` whose worker is among
+/// `interrupted`, in the order of `builds`. Every interrupted instance must be one of the
+/// builds' (`InvalidInput` otherwise), and a build that is itself a rebuild is not rebuilt
+/// again: a distro gets one retry, so the machine's wait for the builds runs at most twice
+/// (`BuildFailed` names the distro).
+pub fn plan_rebuilds(
+    version: &Version,
+    builds: &[DistroBuild],
+    interrupted: &[InstanceId],
+) -> Result<Vec<DistroBuild>, PipelineError> {
+    for (index, id) in interrupted.iter().enumerate() {
+        if !builds.iter().any(|build| &build.instance == id) {
+            return Err(PipelineError::invalid_input(
+                format!("interruptedInstances[{index}]"),
+                format!("{id} is the worker of none of `builds`"),
+            ));
+        }
+    }
+    let rebuilds: Vec<DistroBuild> = builds
+        .iter()
+        .filter(|build| interrupted.contains(&build.instance))
+        .cloned()
+        .collect();
+    let again: Vec<String> = rebuilds
+        .iter()
+        .filter_map(|build| {
+            let replaced = build.replaces.as_ref()?;
+            Some(format!(
+                "{} (interrupted again: its rebuild {} of {replaced} was reclaimed too; a distro is rebuilt once)",
+                build.distro, build.instance
+            ))
+        })
+        .collect();
+    if !again.is_empty() {
+        return Err(PipelineError::BuildFailed {
+            version: version.to_string(),
+            details: again.join(", "),
+        });
+    }
+    Ok(rebuilds)
+}
+
+/// Rebuild mode: launches each interrupted build of `payload` again on on-demand capacity and
+/// puts the new workers in place of the interrupted ones (`builds`, `instances`).
+async fn rebuild_interrupted(
+    deps: &Deps,
+    mut payload: Payload,
+    request: &BuildRequest,
+    shared: &Prelude,
+    interrupted: &[InstanceId],
+) -> Result<Value, PipelineError> {
+    let version = request.worker.version;
+    let Some(mut builds) = read_builds(&payload)? else {
+        return Err(PipelineError::invalid_input(
+            "builds",
+            "missing; rebuilding interrupted workers needs the builds they belong to",
+        ));
+    };
+    let mut instances = read_instance_ids(&payload, "instances")?;
+    let rebuilds = plan_rebuilds(&version, &builds, interrupted)?;
+    let mut plans = Vec::with_capacity(rebuilds.len());
+    for build in &rebuilds {
+        tracing::warn!(%version, distro = %build.distro, interrupted = %build.instance, "spot interruption: rebuilding the distro on on-demand capacity");
+        plans.push(plan_distro(request, shared, &build.distro, &deps.config)?.on_demand());
+    }
+    let launched = pipeline_aws::launch::launch_workers(&deps.ec2, plans, deps.parallelism).await?;
+    for (old, launched) in rebuilds.into_iter().zip(launched) {
+        match instances.iter_mut().find(|id| **id == old.instance) {
+            Some(slot) => *slot = launched.instance_id.clone(),
+            None => instances.push(launched.instance_id.clone()),
+        }
+        let entry = builds
+            .iter_mut()
+            .find(|build| build.instance == old.instance)
+            .expect("plan_rebuilds picks builds of `builds`");
+        *entry = build_of(old.distro, launched, Some(old.instance));
+    }
+    payload.set("instances", &instances);
+    payload.set("builds", &builds);
+    payload.set("interruptedInstances", Vec::<InstanceId>::new());
+    Ok(payload.into_value())
+}
+
 /// `fetch_current_targets` reads `CURRENT_TARGETS` of a branch (`pipeline_aws::packaging` in
 /// the function; a fixture in tests, which must not reach GitHub).
 pub async fn handle<F, Fut>(deps: &Deps, fetch_current_targets: F, event: Value) -> Result<Value, PipelineError>
@@ -131,6 +237,13 @@ where
     let mut payload = Payload::from_value(event)?;
     let request = BuildRequest::from_payload(&payload, &deps.buckets)?;
     let shared = shared_prelude(&request, &deps.buckets, &deps.config)?;
+    let interrupted = match payload.get("interruptedInstances") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => read_instance_ids(&payload, "interruptedInstances")?,
+    };
+    if !interrupted.is_empty() {
+        return rebuild_interrupted(deps, payload, &request, &shared, &interrupted).await;
+    }
 
     let distros = unique(match &request.distros {
         Some(distros) => distros.clone(),
@@ -163,10 +276,7 @@ where
     let builds: Vec<DistroBuild> = building
         .into_iter()
         .zip(launched)
-        .map(|(distro, launched)| DistroBuild {
-            distro,
-            instance: launched.instance_id,
-        })
+        .map(|(distro, launched)| build_of(distro, launched, None))
         .collect();
     payload.set("builds", &builds);
     Ok(payload.into_value())
@@ -279,6 +389,68 @@ mod tests {
         input["source"] = json!({"bucket": "someone-elses-bucket", "path": "hhvm-4.168.2.tar.gz"});
         let error = request(input).unwrap_err();
         assert!(error.to_string().contains("`source`"), "{error}");
+    }
+
+    fn build(distro: &str, instance: &str, replaces: Option<&str>) -> DistroBuild {
+        DistroBuild {
+            distro: distro.parse().unwrap(),
+            instance: instance.parse().unwrap(),
+            market: Some(pipeline_core::launch::Market::Spot),
+            instance_type: Some("m5.2xlarge".parse().unwrap()),
+            replaces: replaces.map(|id| id.parse().unwrap()),
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<InstanceId> {
+        list.iter().map(|id| id.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn each_interrupted_build_is_rebuilt_in_the_order_of_builds() {
+        let version: Version = "4.168.2".parse().unwrap();
+        let builds = [
+            build("debian-12-bookworm", "i-00000001", None),
+            build("ubuntu-24.04-noble", "i-00000002", None),
+            build("debian-11-bullseye", "i-00000003", None),
+        ];
+        let rebuilds = plan_rebuilds(&version, &builds, &ids(&["i-00000003", "i-00000001", "i-00000003"])).unwrap();
+        let distros: Vec<&str> = rebuilds.iter().map(|build| build.distro.as_str()).collect();
+        assert_eq!(distros, ["debian-12-bookworm", "debian-11-bullseye"], "each once");
+        assert!(plan_rebuilds(&version, &builds, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_rebuild_is_not_rebuilt_again() {
+        let version: Version = "4.168.2".parse().unwrap();
+        let builds = [
+            build("debian-12-bookworm", "i-00000001", None),
+            build("ubuntu-24.04-noble", "i-00000004", Some("i-00000002")),
+        ];
+        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001", "i-00000004"])).unwrap_err();
+        assert_eq!(error.error_type(), "BuildFailed");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("4.168.2 did not build: ubuntu-24.04-noble ("),
+            "{message}"
+        );
+        assert!(
+            message.contains("i-00000004 of i-00000002") && message.contains("rebuilt once"),
+            "{message}"
+        );
+        assert!(!message.contains("debian-12-bookworm"), "{message}");
+    }
+
+    #[test]
+    fn an_interrupted_instance_of_no_build_is_invalid_input() {
+        let version: Version = "4.168.2".parse().unwrap();
+        let builds = [build("debian-12-bookworm", "i-00000001", None)];
+        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001", "i-0000000f"])).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(error.to_string().contains("`interruptedInstances[1]`"), "{error}");
+        // The replaced worker is no longer one of the builds' either.
+        let builds = [build("debian-12-bookworm", "i-00000004", Some("i-00000001"))];
+        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001"])).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use build_binary_packages::{Deps, handle};
 use pipeline_core::layout::JobKind;
 use pipeline_core::s3::Buckets;
 use pipeline_core::{Distro, PackagingBranch, PipelineError};
+use pipeline_testing::capacity::{SpotRefusals, without_spot_capacity};
 use pipeline_testing::workers::{
     ExpectedWorker, WorkerEnvironment, assert_each_rejected, assert_retry_launches_nothing_new,
     assert_worker_configured, default_buckets, instance_ids_of_execution, instances_of_execution,
@@ -23,7 +24,22 @@ const ENVIRONMENT: WorkerEnvironment = WorkerEnvironment {
     ],
 };
 
+/// As deployed by default: the workers on spot capacity.
+const SPOT_ENVIRONMENT: WorkerEnvironment = WorkerEnvironment {
+    job: JobKind::BinaryPackage,
+    instance_profile: "hhvm-binary-package-builder",
+    extra: &[
+        ("BINARY_PACKAGE_INSTANCE_TYPE", "c7i.4xlarge"),
+        ("NODIST_BUCKET", "hhvm-nodist"),
+        ("BINARY_PACKAGE_MARKET", "spot"),
+    ],
+};
+
 async fn deps_with(ec2: aws_sdk_ec2::Client) -> Deps {
+    deps_in(ec2, &ENVIRONMENT).await
+}
+
+async fn deps_in(ec2: aws_sdk_ec2::Client, environment: &WorkerEnvironment) -> Deps {
     let config = MotoServer::shared().sdk_config().await;
     let s3 = pipeline_aws::s3_client(&config);
     let scratch = create_bucket(&s3, "scratch").await;
@@ -31,7 +47,7 @@ async fn deps_with(ec2: aws_sdk_ec2::Client) -> Deps {
         downloads: "hhvm-downloads".parse().unwrap(),
         scratch: scratch.parse().unwrap(),
     };
-    let config = ENVIRONMENT.moto_launch_config().await;
+    let config = environment.moto_launch_config().await;
     Deps {
         ec2,
         s3,
@@ -44,6 +60,27 @@ async fn deps_with(ec2: aws_sdk_ec2::Client) -> Deps {
 async fn deps() -> Deps {
     let config = MotoServer::shared().sdk_config().await;
     deps_with(pipeline_aws::ec2_client(&config)).await
+}
+
+async fn spot_deps() -> Deps {
+    let config = MotoServer::shared().sdk_config().await;
+    deps_in(pipeline_aws::ec2_client(&config), &SPOT_ENVIRONMENT).await
+}
+
+/// Whether EC2 describes instance `id` as a spot instance (its lifecycle).
+async fn is_spot_instance(ec2: &aws_sdk_ec2::Client, id: &str) -> bool {
+    let described = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let instance = &described.reservations()[0].instances()[0];
+    instance.instance_lifecycle() == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot)
+}
+
+/// A launching EC2 client (as the function builds it: adaptive retries, 8 attempts) of an EC2
+/// that has no spot capacity: spot requests are answered with `code` and HTTP `status`, the rest
+/// reaches moto.
+async fn ec2_without_spot_capacity(code: &'static str, status: u16) -> (aws_sdk_ec2::Client, SpotRefusals) {
+    let sdk_config = MotoServer::shared().sdk_config().await;
+    let (refusing, refusals) = without_spot_capacity(&sdk_config, code, status);
+    (pipeline_aws::launch::launch_ec2_client(&refusing), refusals)
 }
 
 /// A request as get-build-version's output has it: `source` is where the version's tarball
@@ -78,10 +115,10 @@ async fn launches_one_configured_worker_per_distro() {
     assert_eq!(
         output["builds"],
         json!([
-            {"distro": "debian-12-bookworm", "instance": ids[0]},
-            {"distro": "ubuntu-24.04-noble", "instance": ids[1]},
+            {"distro": "debian-12-bookworm", "instance": ids[0], "market": "on-demand", "instanceType": "m5.2xlarge"},
+            {"distro": "ubuntu-24.04-noble", "instance": ids[1], "market": "on-demand", "instanceType": "m5.2xlarge"},
         ]),
-        "each started worker with its distro"
+        "each started worker with its distro and what it runs on"
     );
     for field in ["version", "source", "packagingBranch", "executionName", "extra"] {
         assert_eq!(output[field], input[field], "{field} passes through");
@@ -99,6 +136,7 @@ async fn launches_one_configured_worker_per_distro() {
                 ("Version", "4.168.2"),
                 ("JobKind", "binary-package"),
                 ("PipelineStack", "hhvm-pipeline"),
+                ("Market", "on-demand"),
             ],
             prelude: &[
                 ("DISTRO", distro),
@@ -117,7 +155,221 @@ async fn launches_one_configured_worker_per_distro() {
             script.contains("worker_begin binary-package 180"),
             "the embedded script follows the prelude"
         );
+        assert!(!is_spot_instance(&deps.ec2, id).await, "on-demand unless configured");
     }
+}
+
+#[tokio::test]
+async fn configured_for_spot_the_workers_launch_on_spot_capacity() {
+    let deps = spot_deps().await;
+    let execution = unique_name("exec");
+    let input = input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
+    let output = handle(&deps, no_fetch, input).await.unwrap();
+    let ids: Vec<String> = serde_json::from_value(output["instances"].clone()).unwrap();
+    assert_eq!(
+        output["builds"],
+        json!([
+            {"distro": "debian-12-bookworm", "instance": ids[0], "market": "spot", "instanceType": "c7i.4xlarge"},
+            {"distro": "ubuntu-24.04-noble", "instance": ids[1], "market": "spot", "instanceType": "c7i.4xlarge"},
+        ])
+    );
+    for (id, distro) in ids.iter().zip(["debian-12-bookworm", "ubuntu-24.04-noble"]) {
+        assert!(is_spot_instance(&deps.ec2, id).await, "{id} is a spot instance");
+        let expected = ExpectedWorker {
+            instance_type: "c7i.4xlarge",
+            tags: &[("Distro", distro), ("Market", "spot"), ("JobKind", "binary-package")],
+            prelude: &[("DISTRO", distro)],
+        };
+        assert_worker_configured(&deps.ec2, id, &expected).await;
+    }
+}
+
+#[tokio::test]
+async fn without_spot_capacity_a_distro_launches_on_demand_and_a_retry_finds_it() {
+    // EC2 answers no capacity as a server error: the SDK must not retry it seven times over.
+    let (ec2, refusals) = ec2_without_spot_capacity("InsufficientInstanceCapacity", 500).await;
+    let deps = deps_in(ec2, &SPOT_ENVIRONMENT).await;
+    let execution = unique_name("exec");
+    let input = input(&deps, &execution, json!(["debian-12-bookworm", "ubuntu-24.04-noble"]));
+    let output = handle(&deps, no_fetch, input.clone()).await.unwrap();
+    assert_eq!(
+        refusals.count(),
+        2,
+        "each distro asked for spot capacity once, and took no for an answer"
+    );
+    let ids: Vec<String> = serde_json::from_value(output["instances"].clone()).unwrap();
+    assert_eq!(
+        output["builds"],
+        json!([
+            {"distro": "debian-12-bookworm", "instance": ids[0], "market": "on-demand", "instanceType": "c7i.4xlarge"},
+            {"distro": "ubuntu-24.04-noble", "instance": ids[1], "market": "on-demand", "instanceType": "c7i.4xlarge"},
+        ]),
+        "what actually runs"
+    );
+    let launched = instances_of_execution(&deps.ec2, &execution).await;
+    assert_eq!(launched.len(), 2, "only the on-demand instances exist");
+    for instance in &launched {
+        assert_eq!(instance.tags["Market"], "on-demand");
+        assert!(!is_spot_instance(&deps.ec2, &instance.id).await);
+    }
+
+    // A retry of the whole call finds the on-demand workers by their own key: nothing is asked
+    // of EC2 again, spot or on-demand.
+    let again = handle(&deps, no_fetch, input).await.unwrap();
+    assert_eq!(again["instances"], output["instances"]);
+    assert_eq!(again["builds"], output["builds"]);
+    assert_eq!(refusals.count(), 2, "no new spot request");
+    assert_eq!(instance_ids_of_execution(&deps.ec2, &execution).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_spot_launch_refused_for_another_reason_fails_instead_of_falling_back() {
+    let (ec2, refusals) = ec2_without_spot_capacity("UnauthorizedOperation", 403).await;
+    let deps = deps_in(ec2, &SPOT_ENVIRONMENT).await;
+    let execution = unique_name("exec");
+    let error = handle(&deps, no_fetch, input(&deps, &execution, json!(["debian-12-bookworm"])))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "WorkerLaunchFailed");
+    assert!(error.to_string().contains("UnauthorizedOperation"), "{error}");
+    assert_eq!(refusals.count(), 1, "a refusal is not retried");
+    assert!(
+        instance_ids_of_execution(&deps.ec2, &execution).await.is_empty(),
+        "no on-demand instance either"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_distro_is_rebuilt_once_on_demand_in_its_place() {
+    let deps = spot_deps().await;
+    let execution = unique_name("exec");
+    let distros = json!(["debian-12-bookworm", "ubuntu-24.04-noble", "debian-11-bullseye"]);
+    let started = handle(&deps, no_fetch, input(&deps, &execution, distros))
+        .await
+        .unwrap();
+    let ids: Vec<String> = serde_json::from_value(started["instances"].clone()).unwrap();
+    // EC2 reclaims noble's instance; the others finish. (moto cannot say why an instance
+    // ended: get-instances-state's tests and the local stack cover the reason.)
+    deps.ec2
+        .terminate_instances()
+        .set_instance_ids(Some(ids.clone()))
+        .send()
+        .await
+        .unwrap();
+    let mut finished = started.clone();
+    finished["interruptedInstances"] = json!([ids[1]]);
+    finished["allInstancesFinished"] = json!(true);
+
+    let rebuilt = handle(&deps, no_fetch, finished.clone()).await.unwrap();
+    let new_ids: Vec<String> = serde_json::from_value(rebuilt["instances"].clone()).unwrap();
+    assert_eq!(new_ids.len(), 3);
+    assert_eq!((&new_ids[0], &new_ids[2]), (&ids[0], &ids[2]), "the others are kept");
+    assert_ne!(
+        new_ids[1], ids[1],
+        "noble's new worker takes the interrupted one's place"
+    );
+    assert_eq!(
+        rebuilt["builds"],
+        json!([
+            started["builds"][0],
+            {"distro": "ubuntu-24.04-noble", "instance": new_ids[1], "market": "on-demand",
+             "instanceType": "c7i.4xlarge", "replaces": ids[1]},
+            started["builds"][2],
+        ])
+    );
+    assert_eq!(
+        rebuilt["interruptedInstances"],
+        json!([]),
+        "cleared: the machine waits again"
+    );
+    for field in ["distros", "skippedDistros", "allInstancesFinished", "extra", "source"] {
+        assert_eq!(rebuilt[field], finished[field], "{field} passes through");
+    }
+    assert!(
+        !is_spot_instance(&deps.ec2, &new_ids[1]).await,
+        "the rebuild runs on demand"
+    );
+    let expected = ExpectedWorker {
+        instance_type: "c7i.4xlarge",
+        tags: &[
+            ("Distro", "ubuntu-24.04-noble"),
+            ("Market", "on-demand"),
+            ("Execution", &execution),
+        ],
+        prelude: &[("DISTRO", "ubuntu-24.04-noble"), ("VERSION", "4.168.2")],
+    };
+    assert_worker_configured(&deps.ec2, &new_ids[1], &expected).await;
+
+    // A retried rebuild finds its worker.
+    let again = handle(&deps, no_fetch, finished).await.unwrap();
+    assert_eq!(again["instances"], rebuilt["instances"]);
+    assert_eq!(instance_ids_of_execution(&deps.ec2, &execution).await.len(), 4);
+
+    // The rebuild reclaimed too (it cannot be, on demand; but the rule holds): no third try.
+    let mut twice = rebuilt.clone();
+    twice["interruptedInstances"] = json!([new_ids[1]]);
+    let error = handle(&deps, no_fetch, twice).await.unwrap_err();
+    assert_eq!(error.error_type(), "BuildFailed");
+    assert!(
+        error.to_string().contains("ubuntu-24.04-noble (interrupted again"),
+        "{error}"
+    );
+    assert_eq!(
+        instance_ids_of_execution(&deps.ec2, &execution).await.len(),
+        4,
+        "nothing more launched"
+    );
+}
+
+#[tokio::test]
+async fn bad_rebuild_input_launches_nothing_and_names_the_field() {
+    let unreachable = unreachable_sdk_config().await;
+    let deps = Deps {
+        ec2: pipeline_aws::ec2_client(&unreachable),
+        s3: pipeline_aws::s3_client(&unreachable),
+        buckets: default_buckets(),
+        config: SPOT_ENVIRONMENT.offline_launch_config(),
+        parallelism: 2,
+    };
+    let mut base = input(&deps, "e", json!(["debian-12-bookworm"]));
+    base["instances"] = json!(["i-00000001"]);
+    base["builds"] = json!([{"distro": "debian-12-bookworm", "instance": "i-00000001", "market": "spot"}]);
+    base["interruptedInstances"] = json!(["i-00000001"]);
+    let cases = [
+        (
+            json!({"interruptedInstances": "i-00000001"}),
+            "InvalidInput",
+            "interruptedInstances",
+        ),
+        (
+            json!({"interruptedInstances": ["i-1; reboot"]}),
+            "InvalidInput",
+            "interruptedInstances[0]",
+        ),
+        (
+            json!({"interruptedInstances": ["i-0000000f"]}),
+            "InvalidInput",
+            "interruptedInstances[0]",
+        ),
+        (json!({"builds": null}), "InvalidInput", "builds"),
+        (
+            json!({"builds": [{"distro": "debian-12-bookworm", "instance": "i-00000001", "market": "cheap"}]}),
+            "InvalidInput",
+            "builds[0]",
+        ),
+        (
+            json!({"builds": [{"distro": "debian-12-bookworm", "instance": "i-00000001", "replaces": "$(id)"}]}),
+            "InvalidInput",
+            "builds[0]",
+        ),
+        (json!({"instances": null}), "InvalidInput", "instances"),
+        (
+            json!({"builds": [{"distro": "debian-12-bookworm", "instance": "i-00000001", "replaces": "i-00000002"}]}),
+            "BuildFailed",
+            "debian-12-bookworm (interrupted again",
+        ),
+    ];
+    assert_each_rejected(&cases, &base, async |request| handle(&deps, no_fetch, request).await).await;
 }
 
 #[tokio::test]
@@ -157,7 +409,7 @@ async fn distros_with_a_success_marker_are_skipped_unless_forced() {
     assert_eq!(launched[0].tags["Distro"], "ubuntu-24.04-noble");
     assert_eq!(
         output["builds"],
-        json!([{"distro": "ubuntu-24.04-noble", "instance": launched[0].id}]),
+        json!([{"distro": "ubuntu-24.04-noble", "instance": launched[0].id, "market": "on-demand", "instanceType": "m5.2xlarge"}]),
         "a skipped distro has no build of this call"
     );
 

@@ -309,6 +309,7 @@ mod tests {
         DescribedInstance {
             id: id.parse().unwrap(),
             state: InstanceState::named(state),
+            state_reason: None,
             tags: vec![("JobKind".to_string(), job.to_string())],
             launched_at: Some(launched_at),
         }

@@ -1,6 +1,9 @@
 //! `get-instances-state`: reports the EC2 state of each of `instances` in `instanceStates`
-//! (ID → state name, `missing` for IDs EC2 no longer knows) and whether all of them are done in
-//! `allInstancesFinished` (only `pending` and `running` are unfinished). An empty list
+//! (ID → state name, `missing` for IDs EC2 no longer knows), whether all of them are done in
+//! `allInstancesFinished` (only `pending` and `running` are unfinished), and in
+//! `interruptedInstances` those that finished because EC2 reclaimed their spot capacity (state
+//! reason `Server.SpotInstanceTermination`; an empty array when none was): their work was cut
+//! short, and `hhvm-build` rebuilds those distros on on-demand capacity. An empty list
 //! describes nothing and is finished.
 //!
 //! EC2 is eventually consistent: right after a launch, DescribeInstances may not list the
@@ -10,7 +13,7 @@
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::instance::read_instance_ids;
+use pipeline_core::instance::{DescribedInstance, read_instance_ids};
 use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
 use serde_json::{Map, Value};
 
@@ -30,6 +33,18 @@ pub fn summarize(states: &[(InstanceId, InstanceState)], poll_count: Option<u64>
     (map, states.iter().all(|(_, state)| finished(state)))
 }
 
+/// The instances among `described` that finished with a spot interruption, in the order asked
+/// (each once).
+pub fn interrupted_instances(described: &[(InstanceId, Option<DescribedInstance>)]) -> Vec<InstanceId> {
+    let mut interrupted: Vec<InstanceId> = Vec::new();
+    for (id, instance) in described {
+        if instance.as_ref().is_some_and(DescribedInstance::was_interrupted) && !interrupted.contains(id) {
+            interrupted.push(id.clone());
+        }
+    }
+    interrupted
+}
+
 /// The loop's poll counter, `poll.count`, when the payload has one.
 fn poll_count(payload: &Payload) -> Result<Option<u64>, PipelineError> {
     match payload.get("poll") {
@@ -46,22 +61,37 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
     let mut payload = Payload::from_value(event)?;
     let instances = read_instance_ids(&payload, "instances")?;
     let poll_count = poll_count(&payload)?;
-    let states = if instances.is_empty() {
+    let described = if instances.is_empty() {
         Vec::new()
     } else {
-        pipeline_aws::ec2::describe_instance_states(ec2, &instances).await?
+        pipeline_aws::ec2::describe_instances_as_asked(ec2, &instances).await?
     };
+    let states: Vec<(InstanceId, InstanceState)> = described
+        .iter()
+        .map(|(id, instance)| {
+            let state = instance
+                .as_ref()
+                .map_or_else(InstanceState::missing, |instance| instance.state.clone());
+            (id.clone(), state)
+        })
+        .collect();
     let (instance_states, all_finished) = summarize(&states, poll_count);
+    let interrupted = interrupted_instances(&described);
     let unfinished = states.iter().filter(|(_, state)| !state.is_finished()).count();
     tracing::info!(
         instances = states.len(),
         unfinished,
         all_finished,
+        interrupted = interrupted.len(),
         "described instances"
     );
+    for id in &interrupted {
+        tracing::warn!(%id, "the instance was interrupted: EC2 reclaimed its spot capacity");
+    }
 
     payload.set("instanceStates", instance_states);
     payload.set("allInstancesFinished", all_finished);
+    payload.set("interruptedInstances", interrupted);
     Ok(payload.into_value())
 }
 
@@ -107,6 +137,36 @@ mod tests {
         assert_eq!(map["i-00000002"], "running");
         let (_, finished) = summarize(&[state("i-00000001", "stopped"), state("i-00000002", "missing")], None);
         assert!(finished);
+    }
+
+    fn described(id: &str, state: &str, reason: Option<&str>) -> (InstanceId, Option<DescribedInstance>) {
+        let instance = DescribedInstance {
+            id: id.parse().unwrap(),
+            state: InstanceState::named(state),
+            state_reason: reason.map(str::to_string),
+            tags: Vec::new(),
+            launched_at: None,
+        };
+        (instance.id.clone(), Some(instance))
+    }
+
+    #[test]
+    fn only_instances_ended_by_a_spot_reclaim_are_interrupted() {
+        let spot = Some(pipeline_core::instance::SPOT_INTERRUPTION);
+        let described = [
+            described("i-00000001", "terminated", Some("Client.UserInitiatedShutdown")),
+            described("i-00000002", "terminated", spot),
+            (("i-00000003").parse().unwrap(), None),
+            described("i-00000004", "running", None),
+            described("i-00000005", "shutting-down", spot),
+            described("i-00000002", "terminated", spot),
+        ];
+        let ids: Vec<String> = interrupted_instances(&described)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ids, ["i-00000002", "i-00000005"], "in the order asked, each once");
+        assert!(interrupted_instances(&[]).is_empty());
     }
 
     #[test]

@@ -18,18 +18,33 @@ pub async fn describe_instance_states(
     ec2: &Client,
     instances: &[InstanceId],
 ) -> Result<Vec<(InstanceId, InstanceState)>, PipelineError> {
-    let known: HashMap<InstanceId, InstanceState> = describe_instances_by_id(ec2, instances)
+    Ok(describe_instances_as_asked(ec2, instances)
         .await?
         .into_iter()
-        .map(|instance| (instance.id, instance.state))
+        .map(|(id, described)| {
+            let state = described.map_or_else(InstanceState::missing, |instance| instance.state);
+            (id, state)
+        })
+        .collect())
+}
+
+/// Each of `instances` as EC2 describes it, in the order asked; `None` for an ID EC2 does not
+/// know (any more).
+pub async fn describe_instances_as_asked(
+    ec2: &Client,
+    instances: &[InstanceId],
+) -> Result<Vec<(InstanceId, Option<DescribedInstance>)>, PipelineError> {
+    let known: HashMap<InstanceId, DescribedInstance> = describe_instances_by_id(ec2, instances)
+        .await?
+        .into_iter()
+        .map(|instance| (instance.id.clone(), instance))
         .collect();
     Ok(instances
         .iter()
         .map(|id| {
-            (
-                id.clone(),
-                known.get(id).cloned().unwrap_or_else(InstanceState::missing),
-            )
+            // An ID asked twice is described twice.
+            let described = known.get(id).cloned();
+            (id.clone(), described)
         })
         .collect())
 }
@@ -103,19 +118,8 @@ pub async fn describe_live_workers(
     describe_workers(ec2, filters).await
 }
 
-/// Every instance matching all `filters`, with its state (paginated).
-pub async fn describe_filtered(
-    ec2: &Client,
-    filters: Vec<Filter>,
-) -> Result<Vec<(InstanceId, InstanceState)>, PipelineError> {
-    Ok(describe_workers(ec2, filters)
-        .await?
-        .into_iter()
-        .map(|worker| (worker.id, worker.state))
-        .collect())
-}
-
-/// Every instance matching all `filters`, with state, tags and launch time (paginated).
+/// Every instance matching all `filters`, with state, state reason, tags and launch time
+/// (paginated).
 pub async fn describe_workers(ec2: &Client, filters: Vec<Filter>) -> Result<Vec<DescribedInstance>, PipelineError> {
     let mut pages = ec2
         .describe_instances()
@@ -143,6 +147,12 @@ pub async fn describe_workers(ec2: &Client, filters: Vec<Filter>) -> Result<Vec<
             found.push(DescribedInstance {
                 id,
                 state: InstanceState::named(state.as_str()),
+                // EC2 answers an empty code for an instance with nothing to report.
+                state_reason: instance
+                    .state_reason()
+                    .and_then(|reason| reason.code())
+                    .filter(|code| !code.is_empty())
+                    .map(str::to_string),
                 tags,
                 launched_at: instance.launch_time().map(|time| time.secs()),
             });

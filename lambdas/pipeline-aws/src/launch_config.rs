@@ -16,15 +16,24 @@
 //! - `<KIND>_INSTANCE_TYPE` (optional; defaults below).
 //! - `<KIND>_ROOT_VOLUME_GIB` (optional; defaults below).
 //!
+//! `hhvm-build-binary-packages` only:
+//! - `BINARY_PACKAGE_MARKET` (optional, `spot` or `on-demand`; on-demand when unset): the
+//!   market its workers launch on. The template sets it from `BinaryPackageMarket` (`spot` by
+//!   default); every other worker is on-demand (they are short, and a reclaimed repository
+//!   update or source tarball would only have to start over).
+//!
 //! Worker settings forwarded into the user data when set: only those the job's script reads
 //! (`worker_settings`).
 
 use pipeline_core::PipelineError;
-use pipeline_core::launch::{InstanceProfile, InstanceSettings};
+use pipeline_core::launch::{InstanceProfile, InstanceSettings, Market};
 use pipeline_core::layout::JobKind;
 use pipeline_core::userdata::PreludeValue;
 
-use crate::config::{Source, number_in, pipeline_stack, required, text};
+use crate::config::{Source, number_in, optional, pipeline_stack, required, text};
+
+/// The variable naming the binary-package workers' market.
+pub const BINARY_PACKAGE_MARKET: &str = "BINARY_PACKAGE_MARKET";
 
 /// The variables a launching function passes on to its worker when they are set in its own
 /// environment; unset, the script's production default applies. Each is read by the job's
@@ -130,12 +139,21 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
     let profile: String = required(source, &profile_variable, "an instance profile ARN or name")?;
     let instance_profile = InstanceProfile::parse(&check_identifier(&profile_variable, &profile)?);
     let type_variable = format!("{prefix}_INSTANCE_TYPE");
-    let instance_type = match text(source, &type_variable) {
-        Some(value) => check_identifier(&type_variable, &value)?,
-        None => default_type.to_string(),
-    };
+    let instance_type =
+        optional(source, &type_variable, "an EC2 instance type such as m5.2xlarge")?.unwrap_or_else(|| {
+            default_type
+                .parse()
+                .expect("the default instance types are instance types")
+        });
     let size_variable = format!("{prefix}_ROOT_VOLUME_GIB");
     let root_volume_gib = number_in(source, &size_variable, 8..=16384, default_gib)? as i32;
+    // Read only where it applies: no other launcher is given it (or would use it).
+    let market = match job {
+        JobKind::BinaryPackage => {
+            optional(source, BINARY_PACKAGE_MARKET, "spot or on-demand")?.unwrap_or(Market::OnDemand)
+        }
+        _ => Market::OnDemand,
+    };
 
     let mut forwarded = Vec::new();
     for name in worker_settings(job) {
@@ -153,6 +171,7 @@ pub fn launch_config(source: &impl Source, job: JobKind) -> Result<LaunchConfig,
             stack,
             image_id,
             instance_type,
+            market,
             subnet_id,
             security_group_ids,
             instance_profile,
@@ -209,7 +228,8 @@ mod tests {
         assert_eq!(config.settings.stack.as_str(), "hhvm-pipeline");
         assert_eq!(config.settings.image_id, "ami-0123456789abcdef0");
         assert_eq!(config.settings.security_group_ids, ["sg-1", "sg-2"]);
-        assert_eq!(config.settings.instance_type, "m5.2xlarge");
+        assert_eq!(config.settings.instance_type.as_str(), "m5.2xlarge");
+        assert_eq!(config.settings.market, Market::OnDemand, "on-demand unless configured");
         assert_eq!(config.settings.root_volume_gib, 95);
         assert_eq!(config.settings.root_device_name, "/dev/sda1");
         assert_eq!(config.settings.key_name, None);
@@ -230,7 +250,7 @@ mod tests {
             ("SIGNING_KEY_SECRET_ID", "hhvm/signing-key"),
         ]);
         let config = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap();
-        assert_eq!(config.settings.instance_type, "c7i.4xlarge");
+        assert_eq!(config.settings.instance_type.as_str(), "c7i.4xlarge");
         assert_eq!(config.settings.root_volume_gib, 120);
         assert_eq!(config.settings.key_name.as_deref(), Some("builders"));
         assert_eq!(
@@ -254,6 +274,9 @@ mod tests {
             ("PACKAGING_REPO_URL", "https://x/$(id)"),
             ("WORKER_ROOT_DEVICE_NAME", "sda1"),
             ("PIPELINE_STACK", "hhvm_pipeline"),
+            ("BINARY_PACKAGE_INSTANCE_TYPE", "m5.2xlarge;id"),
+            ("BINARY_PACKAGE_MARKET", "Spot"),
+            ("BINARY_PACKAGE_MARKET", "spot,on-demand"),
         ] {
             let mut pairs: Vec<(&str, &str)> = BASE.iter().filter(|(k, _)| *k != variable).copied().collect();
             pairs.push((variable, bad));
@@ -270,6 +293,36 @@ mod tests {
             let error = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap_err();
             assert!(error.to_string().contains(variable), "{variable}: {error}");
         }
+    }
+
+    #[test]
+    fn only_binary_package_workers_read_their_market() {
+        for (value, market) in [("spot", Market::Spot), ("on-demand", Market::OnDemand)] {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("BINARY_PACKAGE_MARKET", value));
+            let config = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap();
+            assert_eq!(config.settings.market, market, "{value}");
+        }
+        // The other launchers never read it: even a bad value leaves them on-demand.
+        for job in [
+            JobKind::SourceTarball,
+            JobKind::UpdateRepositories,
+            JobKind::PublishReleaseSource,
+        ] {
+            let profile = format!("{}_INSTANCE_PROFILE", variable_prefix(job));
+            let mut pairs = BASE.to_vec();
+            pairs.extend([(profile.as_str(), "worker"), ("BINARY_PACKAGE_MARKET", "not a market")]);
+            let config = launch_config(&env(&pairs), job).unwrap();
+            assert_eq!(config.settings.market, Market::OnDemand, "{job}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push(("BINARY_PACKAGE_MARKET", "reserved"));
+        let error = launch_config(&env(&pairs), JobKind::BinaryPackage).unwrap_err();
+        assert_eq!(error.error_type(), "ConfigurationError");
+        assert!(
+            error.to_string().contains("BINARY_PACKAGE_MARKET") && error.to_string().contains("spot or on-demand"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const RESERVED_FIELDS: &[&str] = &[
     "skippedDistros",
     "instanceStates",
     "allInstancesFinished",
+    "interruptedInstances",
     "stepFunctionExecutions",
     "stepFunctionExecutionStates",
     "buildExecutionStates",

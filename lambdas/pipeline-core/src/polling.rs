@@ -3,19 +3,21 @@
 //! second; the first Lambda of each machine fills in what the input leaves out.
 //!
 //! - `pollIntervalSeconds` (default 60): the wait between two polls.
-//! - `pollLimit` (default 200, at most 1,000): polls of a worker before the machine gives up
+//! - `pollLimit` (default 200, at most 600): polls of a worker before the machine gives up
 //!   and cleans up. At the default interval that is 3 h 20 min, past the longest worker's hard
 //!   timeout (3 h), and a machine's loops together fit inside its `TimeoutSeconds`
 //!   (`tests/tests/infra_checks.rs` checks both over the definitions). Each poll costs about 11
-//!   history events, so the cap keeps two loops far from a Standard execution's 25,000. Loops
-//!   that wait for a child execution are bounded by the child's own `TimeoutSeconds` instead.
+//!   history events, so the cap keeps `hhvm-build`'s three loop runs (the source tarball's, the
+//!   builds', and the builds' again when a spot interruption is rebuilt on demand: 3 × 600 × 11
+//!   = 19,800 events) within a Standard execution's 25,000. Loops that wait for a child
+//!   execution are bounded by the child's own `TimeoutSeconds` instead.
 
 use crate::{Payload, PipelineError};
 
 pub const DEFAULT_POLL_INTERVAL_SECONDS: u64 = 60;
 pub const DEFAULT_POLL_LIMIT: u64 = 200;
 pub const MAX_POLL_INTERVAL_SECONDS: u64 = 3600;
-pub const MAX_POLL_LIMIT: u64 = 1000;
+pub const MAX_POLL_LIMIT: u64 = 600;
 
 /// Validates the poll settings of the payload and adds the defaults of those not given.
 pub fn fill_poll_settings(payload: &mut Payload) -> Result<(), PipelineError> {
@@ -78,9 +80,10 @@ mod tests {
             ),
             (
                 json!({"pollLimit": "10"}),
-                "`pollLimit`: expected a whole number from 1 to 1000, got a string",
+                "`pollLimit`: expected a whole number from 1 to 600, got a string",
             ),
             (json!({"pollLimit": -1}), "`pollLimit`: expected a whole number"),
+            (json!({"pollLimit": 601}), "`pollLimit`: is 601"),
         ];
         for (input, expected) in cases {
             let error = filled(input.clone()).unwrap_err();

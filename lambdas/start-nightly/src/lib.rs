@@ -401,10 +401,10 @@ mod tests {
             plain.detail.execution_input(&version).unwrap(),
             json!({"version": "2026.12.01"})
         );
-        let quick = parse_event(json!({"detail": {"pollIntervalSeconds": 2, "pollLimit": 900}})).unwrap();
+        let quick = parse_event(json!({"detail": {"pollIntervalSeconds": 2, "pollLimit": 500}})).unwrap();
         assert_eq!(
             quick.detail.execution_input(&version).unwrap(),
-            json!({"version": "2026.12.01", "pollIntervalSeconds": 2, "pollLimit": 900})
+            json!({"version": "2026.12.01", "pollIntervalSeconds": 2, "pollLimit": 500})
         );
         let bad = parse_event(json!({"detail": {"pollIntervalSeconds": 0}})).unwrap();
         let error = bad.detail.execution_input(&version).unwrap_err();

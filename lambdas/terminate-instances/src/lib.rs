@@ -151,6 +151,7 @@ mod tests {
         DescribedInstance {
             id: id.parse().unwrap(),
             state: InstanceState::named(state),
+            state_reason: None,
             tags,
             launched_at: None,
         }

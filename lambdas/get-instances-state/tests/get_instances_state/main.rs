@@ -1,5 +1,6 @@
 //! get-instances-state against a real EC2 API (moto) through the real SDK client.
 
+mod interruptions;
 mod pages;
 
 use pipeline_testing::{MotoServer, launch_instances, unreachable_sdk_config};
@@ -24,6 +25,7 @@ async fn running_instances_are_unfinished_and_unknown_fields_pass_through() {
     for state in states.values() {
         assert!(matches!(state.as_str(), Some("pending" | "running")), "{state}");
     }
+    assert_eq!(output["interruptedInstances"], json!([]), "nothing was interrupted");
     for field in ["instances", "version", "deep", "n"] {
         assert_eq!(output[field], input[field], "{field}");
     }
@@ -44,6 +46,33 @@ async fn terminated_and_unknown_instances_are_finished_not_errors() {
     assert!(matches!(state, "shutting-down" | "terminated"), "{state}");
     assert_eq!(output["instanceStates"][unknown], "missing");
     assert_eq!(output["allInstancesFinished"], true);
+    assert_eq!(
+        output["interruptedInstances"],
+        json!([]),
+        "terminated by a user and unknown are not interrupted"
+    );
+
+    // What EC2 answered for the terminated one: its state reason, read from the XML, is the
+    // user's, not a spot reclaim's.
+    let described =
+        pipeline_aws::ec2::describe_instances_as_asked(&ec2, &[ids[0].parse().unwrap(), unknown.parse().unwrap()])
+            .await
+            .unwrap();
+    let terminated = described[0].1.as_ref().expect("the terminated instance is described");
+    assert_eq!(terminated.state_reason.as_deref(), Some("Client.UserInitiatedShutdown"));
+    assert!(!terminated.was_interrupted());
+    assert_eq!(described[1].1, None, "an unknown ID is not described");
+}
+
+#[tokio::test]
+async fn a_running_instance_has_no_state_reason() {
+    let ec2 = ec2().await;
+    let ids = launch_instances(&ec2, 1).await;
+    let described = pipeline_aws::ec2::describe_instances_as_asked(&ec2, &[ids[0].parse().unwrap()])
+        .await
+        .unwrap();
+    // EC2 (and moto) answer an empty code; the pipeline reads it as none.
+    assert_eq!(described[0].1.as_ref().expect("described").state_reason, None);
 }
 
 #[tokio::test]
@@ -70,7 +99,7 @@ async fn empty_list_describes_nothing_and_is_finished() {
         .unwrap();
     assert_eq!(
         output,
-        json!({"instances": [], "keep": 1, "instanceStates": {}, "allInstancesFinished": true})
+        json!({"instances": [], "keep": 1, "instanceStates": {}, "allInstancesFinished": true, "interruptedInstances": []})
     );
 }
 
