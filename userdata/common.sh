@@ -166,14 +166,21 @@ upload_log() {
 # upload_log_every SECONDS, in the background until on_exit stops it. TERM waits for an upload
 # in flight (bash runs the trap once its foreground command ends), so a partial upload never
 # lands after the complete one; a sleep is ended with it, so nothing holds the job's output open.
+# A log that has not grown since its last upload is not sent again: a job that waits (for the
+# repositories' lease, say) costs no requests.
 upload_log_every() {
-  local sleeper=
+  local sleeper='' uploaded_size='' size
   trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
   while true; do
     sleep "$1" &
     sleeper=$!
     wait "$sleeper"
-    upload_log || true
+    size=$(stat -c %s -- "$WORKER_LOG" 2>/dev/null) || continue
+    if [[ $size != "$uploaded_size" ]]; then
+      if upload_log; then
+        uploaded_size=$size
+      fi
+    fi
   done
 }
 

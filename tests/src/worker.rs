@@ -34,7 +34,7 @@ use pipeline_testing::process::{GroupProcess, signal_group};
 /// (the local worker ends with the stack); powering off now terminates the instance, as
 /// `InstanceInitiatedShutdownBehavior=terminate` does on EC2.
 /// How often a local worker's log goes up while its job runs.
-const LOG_UPLOAD_SECONDS: &str = "2";
+const LOG_UPLOAD_SECONDS: &str = "5";
 
 /// The tag that tells tests/moto/server.py an instance's termination is a spot interruption.
 const INTERRUPTION_TAG: &str = "LocalStackInterruption";

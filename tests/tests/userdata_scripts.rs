@@ -803,6 +803,36 @@ fn a_running_job_uploads_its_log_as_it_grows_and_marks_the_last_upload_complete(
 }
 
 #[test]
+fn a_log_that_stops_growing_is_not_uploaded_again_until_the_job_ends() {
+    let sandbox = Sandbox::new("idle-log");
+    sandbox.put("hhvm-scratch/hhvm-4.168.2.tar.gz", "source tarball");
+    let mut env = BINARY_ENV.to_vec();
+    // Six ticks of the uploader while the job is silent in one step.
+    env.extend([
+        ("LOG_UPLOAD_SECONDS", "1"),
+        ("FAKE_SLOW", "git clone"),
+        ("FAKE_SLOW_SECONDS", "6"),
+    ]);
+    let run = sandbox.run("make-binary-package.sh", &env);
+    assert!(run.success, "{}", run.output);
+    let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
+    let uploads: Vec<&String> = run
+        .calls
+        .iter()
+        .filter(|call| call.starts_with("aws s3 cp") && call.contains(&format!("s3://hhvm-scratch/{log_key}")))
+        .collect();
+    let (last, earlier) = uploads.split_last().expect("the log went up");
+    assert!(last.ends_with("--metadata complete=true"), "{uploads:?}");
+    // One upload of what the log held when the step began (two if a line landed between the
+    // first ticks), none while nothing was written, and the last one on exit.
+    assert!(
+        (1..=2).contains(&earlier.len()),
+        "a silent job uploaded its unchanged log {} times: {uploads:?}",
+        earlier.len()
+    );
+}
+
+#[test]
 fn a_kill_while_the_timeout_is_armed_still_powers_off() {
     let sandbox = Sandbox::new("killed-arming");
     let run = sandbox.run_until_killed("make-binary-package.sh", BINARY_ENV, "systemctl enable", libc::SIGTERM);
