@@ -43,7 +43,8 @@ pub use machines::{
 pub use progress::Progress;
 pub use published::{Publication, apt_download, inspect_publication, verify_in_release};
 pub use stack::{
-    Invocation, LocalStack, Options, RELEASE_BUILD, Settings, release_binary, workspace_binary, workspace_root,
+    Invocation, LocalStack, Options, Settings, arm64_package_build, release_binary, release_build, workspace_binary,
+    workspace_root,
 };
 pub use worker::WorkerRun;
 

@@ -105,6 +105,26 @@ pub struct LocalStack {
     lambdas: Option<LambdaService>,
     moto: Option<MotoServer>,
     pub(crate) verbose: bool,
+    /// This stack's turn among the process's stacks (`stack_turns`); given back after `stop`.
+    _turn: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// How many local stacks one process runs at once unless `LOCAL_STACKS_AT_ONCE` says otherwise.
+/// Each runs its own moto, Lambda service and workers; a stack mostly waits (on polls, on its
+/// workers' tools), so a few share 2 cores well, but many would stretch each other's runs.
+pub const DEFAULT_STACKS_AT_ONCE: usize = 4;
+
+/// The turns of this process's stacks: `LocalStack::start` waits for one.
+fn stack_turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        let at_once = std::env::var("LOCAL_STACKS_AT_ONCE")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .filter(|&count| count > 0)
+            .unwrap_or(DEFAULT_STACKS_AT_ONCE);
+        tokio::sync::Semaphore::new(at_once)
+    })
 }
 
 /// The workspace root (this crate is `tests/` in it).
@@ -125,13 +145,9 @@ pub fn release_binary(name: &str) -> PathBuf {
     workspace_root().join("target/release").join(name)
 }
 
-/// What builds the functions' release binaries: every binary of the workspace but the test
-/// crates' and `hhvmctl`.
-pub const RELEASE_BUILD: [&str; 10] = [
-    "build",
-    "--release",
-    "--workspace",
-    "--bins",
+/// The workspace's crates that are not functions (the test crates and `hhvmctl`), as the
+/// `--exclude` arguments of a workspace build.
+pub const NOT_FUNCTIONS: [&str; 6] = [
     "--exclude",
     "pipeline-tests",
     "--exclude",
@@ -139,6 +155,26 @@ pub const RELEASE_BUILD: [&str; 10] = [
     "--exclude",
     "hhvmctl",
 ];
+
+/// The `cargo` arguments that build the functions' release binaries (`target/release/<name>`).
+pub fn release_build() -> Vec<&'static str> {
+    [&["build", "--release", "--workspace", "--bins"][..], &NOT_FUNCTIONS].concat()
+}
+
+/// The `cargo` arguments that package every function for arm64 Lambda
+/// (`target/lambda/<name>/bootstrap.zip`): the command docs/deploy.md gives.
+pub fn arm64_package_build() -> Vec<&'static str> {
+    let package = [
+        "lambda",
+        "build",
+        "--release",
+        "--arm64",
+        "--output-format",
+        "zip",
+        "--workspace",
+    ];
+    [&package[..], &NOT_FUNCTIONS].concat()
+}
 
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -181,6 +217,10 @@ impl LocalStack {
     /// Starts everything (see docs/local-stack.md for the order) and returns once the Lambdas
     /// and the local worker are ready.
     pub async fn start(options: Options) -> Result<LocalStack, StackError> {
+        let turn = stack_turns()
+            .acquire()
+            .await
+            .expect("the stacks' semaphore is never closed");
         let root = workspace_root();
         let venv_bin = root.join(".venv/bin");
         check_tools(&venv_bin)?;
@@ -191,8 +231,11 @@ impl LocalStack {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
+                // Stacks of one test process may start in the same second.
+                static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let number = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 root.join("target/local-stack")
-                    .join(format!("run-{seconds}-{}", std::process::id()))
+                    .join(format!("run-{seconds}-{}-{number}", std::process::id()))
             }
         };
         std::fs::create_dir_all(&run_dir).context(format!("create {}", run_dir.display()))?;
@@ -213,7 +256,7 @@ impl LocalStack {
         if options.build {
             say("building the workspace's binaries (build.log)");
             let arguments: &[&str] = if options.release {
-                &RELEASE_BUILD
+                &release_build()
             } else {
                 &["build", "--workspace", "--bins"]
             };
@@ -320,6 +363,7 @@ impl LocalStack {
             lambdas: Some(lambdas),
             moto: Some(moto),
             verbose: options.verbose,
+            _turn: turn,
         };
         say("starting the local EC2 worker (workers.log, workers/<instance>/)");
         stack.worker = Some(LocalWorker::start(WorkerConfig {

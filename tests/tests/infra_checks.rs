@@ -455,6 +455,16 @@ fn the_parameter_table_lists_exactly_the_template_parameters() {
 }
 
 #[test]
+fn deploy_md_packages_the_functions_as_the_benchmark_does() {
+    let doc = fs::read_to_string(root().join("docs/deploy.md")).expect("docs/deploy.md is readable");
+    let command = format!("cargo {}", pipeline_tests::arm64_package_build().join(" "));
+    assert!(
+        doc.lines().any(|line| line == command),
+        "docs/deploy.md should package the functions with `{command}` (bin/benchmark measures those zips)"
+    );
+}
+
+#[test]
 fn removing_a_resource_keeps_the_rest_of_the_template() {
     let text = "Resources:\n  A:\n    Type: X\n    # note\n  B:\n    Type: Y\nOutputs:\n  C:\n    Value: 1\n";
     assert_eq!(

@@ -22,10 +22,6 @@ const VERSION: &str = "4.168.2";
 const FAILING: &str = "ubuntu-24.04-noble";
 const PASSING: &str = "debian-12-bookworm";
 
-/// One session at a time in this binary: stacks started together compete for the CPUs (and
-/// would share a run directory started in the same second).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn start_stack() -> LocalStack {
     LocalStack::start(Options::default())
         .await
@@ -104,7 +100,6 @@ fn started_name(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_failed() {
-    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let scratch = stack.settings().scratch_bucket.clone();
 
@@ -209,7 +204,6 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publishes_nothing() {
-    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let built = hhvmctl(&stack, &["build", VERSION, "--poll-interval", "1", "--interval", "1"]);
     assert_eq!(built.status.code(), Some(0), "the build succeeds");
@@ -360,7 +354,6 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
-    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     // The bucket as deployed, indexed whole once.
     let indexed = hhvmctl(&stack, &["reindex"]);

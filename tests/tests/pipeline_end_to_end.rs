@@ -7,8 +7,8 @@
 //! stopped by hand mid-build (outside any Catch) and a worker that never finishes, each leaving
 //! no worker and no child execution running.
 //!
-//! Each scenario starts its own stack (its worker is a task of the scenario's runtime), and the
-//! scenarios run one at a time: two stacks would compete for the CPUs and slow each other down.
+//! Each scenario starts its own stack (its worker is a task of the scenario's runtime); the
+//! process runs a few stacks at once (`LocalStack::start` waits for a turn).
 //! Time bounds are only timeouts, far above what a run takes; nothing asserts a duration.
 
 use std::collections::BTreeMap;
@@ -23,9 +23,6 @@ use serde_json::{Value, json};
 /// Far above a run's duration: only there so a hung run fails instead of blocking forever.
 const RUN_TIMEOUT: Duration = Duration::from_secs(1500);
 const DISTROS: [&str; 2] = ["debian-12-bookworm", "ubuntu-24.04-noble"];
-
-/// One scenario at a time in this binary.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The stack deployed from infra/template.yaml: its machines are the ones the scenarios run.
 async fn start_stack() -> LocalStack {
@@ -218,7 +215,6 @@ fn report(scenario: &str, started: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nightly_and_a_release_published_together_take_turns_and_both_install() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     // Started together, through the machines: their repository updates contend for the lease.
@@ -372,7 +368,6 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_releases_build_in_parallel_and_publish_one_at_a_time() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let versions = ["4.168.2", "4.167.5"];
@@ -440,7 +435,6 @@ async fn two_releases_build_in_parallel_and_publish_one_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_build_publishes_nothing_and_a_rerun_rebuilds_only_that_distro() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let version = "4.168.3";
@@ -545,7 +539,6 @@ async fn a_failed_build_publishes_nothing_and_a_rerun_rebuilds_only_that_distro(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_repository_update_that_dies_after_the_pool_upload_fails_the_publish_and_a_rerun_finishes_it() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let version = "4.168.4";
@@ -603,7 +596,6 @@ async fn a_repository_update_that_dies_after_the_pool_upload_fails_the_publish_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_fails_at_the_first_step_and_starts_nothing() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let hostile = "4.1; rm -rf /";
@@ -747,7 +739,6 @@ async fn assert_killed_scripts_failed(stack: &LocalStack, workers: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let version = "4.168.4";
@@ -797,7 +788,6 @@ async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_terminated() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let mut stack = start_stack().await;
     let version = "4.168.5";
@@ -868,7 +858,6 @@ async fn last_state_entered(stack: &LocalStack, arn: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_launcher_that_times_out_after_launching_and_a_run_past_its_time_limit_leave_nothing_running() {
-    let _serial = SERIAL.lock().await;
     let started = Instant::now();
     // Long enough for the source tarball and the builds to start on a loaded machine, far
     // shorter than a worker that never finishes.

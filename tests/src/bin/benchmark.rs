@@ -20,7 +20,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use pipeline_tests::lambda_service::ColdStart;
-use pipeline_tests::{LocalStack, Options, RELEASE_BUILD, StackError, workspace_root};
+use pipeline_tests::{LocalStack, Options, StackError, arm64_package_build, release_build, workspace_root};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: benchmark [--output FILE] [--runs N]";
@@ -37,23 +37,6 @@ const UPDATE_TARGET_PERCENT: f64 = 1.0;
 /// the cold start times the runtime, the configuration, the SDK clients and the validation,
 /// never an emulator's answer.
 const COLD_START_EVENT: &str = "benchmark";
-
-/// The arm64 build of every function, as `docs/deploy.md` packages them.
-const ARM64_BUILD: [&str; 13] = [
-    "lambda",
-    "build",
-    "--release",
-    "--arm64",
-    "--output-format",
-    "zip",
-    "--workspace",
-    "--exclude",
-    "pipeline-tests",
-    "--exclude",
-    "pipeline-testing",
-    "--exclude",
-    "hhvmctl",
-];
 
 struct Arguments {
     output: PathBuf,
@@ -502,9 +485,9 @@ async fn benchmark(arguments: &Arguments) -> Result<(), StackError> {
 
     // Every build first, so that nothing compiles while something is timed.
     say(started, "building the functions' release binaries (release-build.log)");
-    let (release_build, _) = run_logged("cargo", &RELEASE_BUILD, &logs.join("release-build.log"))?;
+    let (release_build, _) = run_logged("cargo", &release_build(), &logs.join("release-build.log"))?;
     say(started, "building the arm64 packages (arm64-build.log)");
-    let (arm64_build, _) = run_logged("cargo", &ARM64_BUILD, &logs.join("arm64-build.log"))?;
+    let (arm64_build, _) = run_logged("cargo", &arm64_package_build(), &logs.join("arm64-build.log"))?;
     let bench = ["bench", "-p", "create-s3-index-html", "--bench"];
     say(started, "building the index benches (bench-build.log)");
     let benches = [&bench[..], &["index_pages", "--bench", "index_update", "--no-run"]].concat();
