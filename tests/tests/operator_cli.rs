@@ -477,7 +477,6 @@ fn workers_of(document: &Value) -> Vec<ShownWorker> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_shows_it() {
-    let _serial = SERIAL.lock().await;
     let stack = start_stack().await;
     let function = stack
         .deployed()
