@@ -519,7 +519,9 @@ impl ExecutionView {
                 progress: Progress::Running,
                 launched_at: at,
                 ended_at: None,
-                market: None,
+                // Only the binary package builds may run on spot (BINARY_PACKAGE_MARKET, and
+                // then `builds` says so); every other launcher starts its worker on demand.
+                market: Some(pipeline_core::launch::Market::OnDemand.to_string()),
                 instance_type: None,
                 interrupted: false,
                 replaces: None,
