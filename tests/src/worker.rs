@@ -521,6 +521,11 @@ async fn reclaim(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError> 
         .send()
         .await
         .context(format!("EC2 CreateTags {id}"))?;
+    terminate(ec2, id).await
+}
+
+/// Terminates `id` in moto.
+async fn terminate(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError> {
     ec2.terminate_instances()
         .instance_ids(id)
         .send()
@@ -547,10 +552,5 @@ async fn terminate_unless_ended(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(
     if state == "shutting-down" || state == "terminated" {
         return Ok(());
     }
-    ec2.terminate_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .context(format!("EC2 TerminateInstances {id}"))?;
-    Ok(())
+    terminate(ec2, id).await
 }

@@ -43,6 +43,9 @@ struct Sandbox {
     root: PathBuf,
 }
 
+/// The log key of the binary package job `BINARY_ENV` describes.
+const BINARY_LOG_KEY: &str = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
+
 /// What one run of a script did.
 struct Run {
     success: bool,
@@ -53,6 +56,15 @@ struct Run {
 }
 
 impl Run {
+    /// The uploads of the binary package job's log (`BINARY_LOG_KEY`), in order.
+    fn binary_package_log_uploads(&self) -> Vec<&String> {
+        let destination = format!("s3://hhvm-scratch/{BINARY_LOG_KEY}");
+        self.calls
+            .iter()
+            .filter(|call| call.starts_with("aws s3 cp") && call.contains(&destination))
+            .collect()
+    }
+
     /// Index of the first recorded call containing every fragment; panics naming it if none.
     fn position(&self, fragments: &[&str]) -> usize {
         self.calls
@@ -774,12 +786,7 @@ fn a_running_job_uploads_its_log_as_it_grows_and_marks_the_last_upload_complete(
     env.extend([("LOG_UPLOAD_SECONDS", "1"), ("FAKE_SLOW", "git clone")]);
     let run = sandbox.run("make-binary-package.sh", &env);
     assert!(run.success, "{}", run.output);
-    let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
-    let uploads: Vec<&String> = run
-        .calls
-        .iter()
-        .filter(|call| call.starts_with("aws s3 cp") && call.contains(&format!("s3://hhvm-scratch/{log_key}")))
-        .collect();
+    let uploads = run.binary_package_log_uploads();
     let (last, earlier) = uploads.split_last().expect("the log went up");
     assert!(last.ends_with("--metadata complete=true"), "{uploads:?}");
     assert!(
@@ -790,7 +797,7 @@ fn a_running_job_uploads_its_log_as_it_grows_and_marks_the_last_upload_complete(
         earlier.iter().all(|call| !call.contains("--metadata")),
         "only the last upload says complete: {uploads:?}"
     );
-    assert_bounded_and_logged(&run, "180", log_key);
+    assert_bounded_and_logged(&run, "180", BINARY_LOG_KEY);
     let mut bad = BINARY_ENV.to_vec();
     bad.push(("LOG_UPLOAD_SECONDS", "0"));
     let refused = sandbox.run("make-binary-package.sh", &bad);
@@ -815,12 +822,7 @@ fn a_log_that_stops_growing_is_not_uploaded_again_until_the_job_ends() {
     ]);
     let run = sandbox.run("make-binary-package.sh", &env);
     assert!(run.success, "{}", run.output);
-    let log_key = "logs/4.168.2/binary-package/debian-12-bookworm/i-0123456789abcdef0.log";
-    let uploads: Vec<&String> = run
-        .calls
-        .iter()
-        .filter(|call| call.starts_with("aws s3 cp") && call.contains(&format!("s3://hhvm-scratch/{log_key}")))
-        .collect();
+    let uploads = run.binary_package_log_uploads();
     let (last, earlier) = uploads.split_last().expect("the log went up");
     assert!(last.ends_with("--metadata complete=true"), "{uploads:?}");
     // One upload of what the log held when the step began (two if a line landed between the
