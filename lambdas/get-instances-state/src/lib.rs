@@ -13,7 +13,7 @@
 
 use pipeline_aws::config::Source;
 use pipeline_aws::{Function, SdkConfig};
-use pipeline_core::instance::{DescribedInstance, read_instance_ids};
+use pipeline_core::instance::{DescribedInstance, read_instance_ids, reported_state};
 use pipeline_core::{InstanceId, InstanceState, Payload, PipelineError};
 use serde_json::{Map, Value};
 
@@ -68,12 +68,7 @@ pub async fn handle(ec2: &aws_sdk_ec2::Client, event: Value) -> Result<Value, Pi
     };
     let states: Vec<(InstanceId, InstanceState)> = described
         .iter()
-        .map(|(id, instance)| {
-            let state = instance
-                .as_ref()
-                .map_or_else(InstanceState::missing, |instance| instance.state.clone());
-            (id.clone(), state)
-        })
+        .map(|(id, instance)| (id.clone(), reported_state(instance.as_ref())))
         .collect();
     let (instance_states, all_finished) = summarize(&states, poll_count);
     let interrupted = interrupted_instances(&described);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 use pipeline_core::executions::ExecutionName;
-use pipeline_core::instance::DescribedInstance;
+use pipeline_core::instance::{DescribedInstance, reported_state};
 use pipeline_core::launch::{EXECUTION_TAG, JOB_KIND_TAG, PipelineStack, STACK_TAG};
 use pipeline_core::layout::JobKind;
 use pipeline_core::{InstanceId, InstanceState, PipelineError};
@@ -22,7 +22,7 @@ pub async fn describe_instance_states(
         .await?
         .into_iter()
         .map(|(id, described)| {
-            let state = described.map_or_else(InstanceState::missing, |instance| instance.state);
+            let state = reported_state(described.as_ref());
             (id, state)
         })
         .collect())

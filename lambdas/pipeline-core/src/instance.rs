@@ -154,6 +154,12 @@ impl DescribedInstance {
     }
 }
 
+/// The state the pipeline reports for an instance it asked EC2 about: the one EC2 described, or
+/// `missing` when EC2 described none under that ID.
+pub fn reported_state(described: Option<&DescribedInstance>) -> InstanceState {
+    described.map_or_else(InstanceState::missing, |instance| instance.state.clone())
+}
+
 /// Reads a payload field holding an array of instance ID strings (`instances`).
 pub fn read_instance_ids(payload: &crate::Payload, field: &str) -> Result<Vec<InstanceId>, crate::PipelineError> {
     payload.required_array(field, "EC2 instance IDs (i-…)", |value| {
