@@ -48,6 +48,7 @@ readonly SHORT_LIVED="public, max-age=$RELEASE_CACHE_SECONDS"
 readonly INCOMING=$WORK_DIR/incoming
 readonly REPOS=$WORK_DIR/repos
 readonly PUBLISHED_BUILDS=$WORK_DIR/published-builds.txt PUBLISHED_SUITES=$WORK_DIR/published-suites.txt
+readonly SUITE_LISTING=$WORK_DIR/suite-listing.txt
 INCLUDED=()
 PUBLISHED_DISTS=()
 LEASE_ETAG=
@@ -82,9 +83,10 @@ fetch_built_packages() {
   ((${#INCLUDED[@]} > 0)) || die "no distro of $VERSION has a successful build to publish"
 }
 
-# fetch_staged_packages DISTRO MARKER: the marker's .deb files into INCOMING/DISTRO.
+# fetch_staged_packages DISTRO MARKER: the marker's .deb files into INCOMING/DISTRO, in one
+# transfer from the staging prefix of the attempt that wrote it (exactly the names it lists).
 fetch_staged_packages() {
-  local distro=$1 marker=$2 key sha name instance files=$WORK_DIR/markers/$1.files
+  local distro=$1 marker=$2 sha name instance staging filters=() files=$WORK_DIR/markers/$1.files
   python3 - "$marker" "s3://$SCRATCH_BUCKET/$VERSION/$distro/" >"$files" 2>"$files.err" <<'PY' ||
 import json, re, sys
 marker, staging = json.load(open(sys.argv[1])), sys.argv[2]
@@ -99,21 +101,28 @@ debs = [f for f in marker.get("files", []) if str(f.get("name", "")).endswith(".
 if not debs:
     sys.exit("it names no .deb")
 print(instance)
+print(artifacts[len("s3://"):].split("/", 1)[1])
 for f in debs:
     name, sha = f["name"], str(f.get("sha256", ""))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+~_-]*\.deb", name) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         sys.exit(f"it names {name!r} with sha256 {sha!r}")
-    print(sha, artifacts[len("s3://"):].split("/", 1)[1] + name)
+    print(sha, name)
 PY
     die "the success marker of $distro cannot be published from: $(tail -n 1 -- "$files.err")"
-  mkdir -p -- "$INCOMING/$distro"
-  { read -r instance && while read -r sha key; do
-    name=$(basename -- "$key")
-    aws s3 cp --only-show-errors "s3://$SCRATCH_BUCKET/$key" "$INCOMING/$distro/$name" ||
-      die "the success marker of $distro names s3://$SCRATCH_BUCKET/$key, which cannot be read"
-    [[ $(sha256sum -- "$INCOMING/$distro/$name" | cut -d' ' -f1) == "$sha" ]] ||
-      die "s3://$SCRATCH_BUCKET/$key is not the file the success marker of $distro names (sha256 $sha)"
+  { read -r instance && read -r staging && while read -r sha name; do
+    filters+=(--include "$name")
   done; } <"$files"
+  mkdir -p -- "$INCOMING/$distro"
+  # The names are plain (checked above), so each filter matches that one key.
+  aws s3 cp --only-show-errors --recursive "s3://$SCRATCH_BUCKET/$staging" "$INCOMING/$distro/" \
+    --exclude '*' "${filters[@]}" ||
+    die "the staged packages of $distro under s3://$SCRATCH_BUCKET/$staging cannot be read"
+  while read -r sha name; do
+    [[ -f $INCOMING/$distro/$name ]] ||
+      die "the success marker of $distro names s3://$SCRATCH_BUCKET/$staging$name, which cannot be read"
+    [[ $(sha256sum -- "$INCOMING/$distro/$name" | cut -d' ' -f1) == "$sha" ]] ||
+      die "s3://$SCRATCH_BUCKET/$staging$name is not the file the success marker of $distro names (sha256 $sha)"
+  done < <(tail -n +3 -- "$files")
   log "publishing the build of $distro by $instance: $(find "$INCOMING/$distro" -name '*.deb' | wc -l) packages"
   printf '%s %s\n' "$distro" "$instance" >>"$PUBLISHED_BUILDS"
 }
@@ -240,33 +249,70 @@ upload_pool() {
   done
 }
 
-# fetch_suite OS DIST: the suite's published InRelease (its ETag in SUITE_ETAG, empty for a
-# new suite) and every file it lists, by hash where the repository has by-hash files.
+# A path under a suite that is safe as an AWS CLI filter (no pattern characters) and as a key.
+readonly SUITE_PATH='^[A-Za-z0-9][A-Za-z0-9._+~-]*(/[A-Za-z0-9][A-Za-z0-9._+~-]*)*$'
+
+# by_hash_path PATH SHA256: where a client with Acquire-By-Hash reads the index PATH
+# (apt_repository.py's by_hash_path).
+by_hash_path() {
+  if [[ $1 == */* ]]; then
+    printf '%s/by-hash/SHA256/%s\n' "${1%/*}" "$2"
+  else
+    printf 'by-hash/SHA256/%s\n' "$2"
+  fi
+}
+
+# listed KEY: whether SUITE_LISTING (the suite's keys when this publish began) has KEY.
+listed() {
+  awk -v key="$1" '$1 == key { found = 1 } END { exit !found }' "$SUITE_LISTING"
+}
+
+# fetch_suite OS DIST: the suite's keys and dates (SUITE_LISTING, one listing: whether the
+# suite is published, and its by-hash files for retire_old_by_hash), its published InRelease
+# (its ETag in SUITE_ETAG, empty for a new suite) and every file it lists, by hash where the
+# repository has by-hash files, in one transfer.
 fetch_suite() {
-  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 sha size path
-  rm -rf -- "$dir"
-  mkdir -p -- "$dir"
+  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 prefix=$1/dists/$2/ fetched=$WORK_DIR/fetched
+  local sha size path by_hash filters=() references=$WORK_DIR/previous-references.txt
+  rm -rf -- "$dir" "$fetched"
+  mkdir -p -- "$dir" "$fetched"
   SUITE_ETAG=
   rm -f -- "$WORK_DIR/previous-InRelease"
-  if ! published "$os/dists/$dist/InRelease"; then
+  aws s3api list-objects-v2 --bucket "$DOWNLOADS_BUCKET" --prefix "$prefix" \
+    --query 'Contents[].[Key, LastModified]' --output text >"$SUITE_LISTING"
+  if ! listed "${prefix}InRelease"; then
     log "$os/dists/$dist is new"
     return
   fi
-  SUITE_ETAG=$(aws s3api get-object --bucket "$DOWNLOADS_BUCKET" --key "$os/dists/$dist/InRelease" \
+  SUITE_ETAG=$(aws s3api get-object --bucket "$DOWNLOADS_BUCKET" --key "${prefix}InRelease" \
     "$WORK_DIR/previous-InRelease" --query ETag --output text)
+  python3 "$APT_REPOSITORY" references "$WORK_DIR/previous-InRelease" >"$references"
+  while read -r sha size path; do
+    [[ $path =~ $SUITE_PATH && $sha =~ ^[0-9a-f]{64}$ ]] ||
+      die "$os/dists/$dist/InRelease lists ${path@Q} (sha256 ${sha@Q}), which this publisher cannot fetch safely"
+    filters+=(--include "$(by_hash_path "$path" "$sha")")
+  done <"$references"
+  if ((${#filters[@]} > 0)); then
+    aws s3 cp --only-show-errors --recursive "s3://$DOWNLOADS_BUCKET/$prefix" "$fetched/" --exclude '*' "${filters[@]}"
+  fi
   while read -r sha size path; do
     mkdir -p -- "$(dirname -- "$dir/$path")"
-    aws s3 cp --only-show-errors "s3://$DOWNLOADS_BUCKET/$os/dists/$dist/$(dirname -- "$path")/by-hash/SHA256/$sha" \
-      "$dir/$path" 2>/dev/null ||
-      aws s3 cp --only-show-errors "s3://$DOWNLOADS_BUCKET/$os/dists/$dist/$path" "$dir/$path" ||
-      die "$os/dists/$dist/InRelease lists $path ($size bytes), which is not published"
-  done < <(python3 "$APT_REPOSITORY" references "$WORK_DIR/previous-InRelease")
+    by_hash=$(by_hash_path "$path" "$sha")
+    if [[ -f $fetched/$by_hash ]]; then
+      cp -- "$fetched/$by_hash" "$dir/$path"
+    else
+      # A repository written before by-hash (reprepro's): the index under its own name.
+      aws s3 cp --only-show-errors "s3://$DOWNLOADS_BUCKET/$prefix$path" "$dir/$path" ||
+        die "$os/dists/$dist/InRelease lists $path ($size bytes), which is not published"
+    fi
+  done <"$references"
 }
 
 # update_suite OS DIST DEB_PATH...: the suite's new indices and signed Release files, checked
-# as a client would check them, then switched to (see upload order above).
+# as a client would check them, then switched to (see upload order above): one transfer for
+# each step of that order.
 update_suite() {
-  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 kind path previous=()
+  local os=$1 dist=$2 dir=$REPOS/$1/dists/$2 kind path previous=() by_hash=() indices=() releases=()
   shift 2
   fetch_suite "$os" "$dist"
   [[ -n $SUITE_ETAG ]] && previous=(--previous-release "$WORK_DIR/previous-InRelease")
@@ -278,22 +324,33 @@ update_suite() {
   gpg --batch --verify "$dir/InRelease" 2>/dev/null || die "$os/dists/$dist/InRelease does not verify"
   python3 "$APT_REPOSITORY" check --suite-dir "$dir" >/dev/null || die "$os/dists/$dist is not consistent"
   while read -r kind path; do
+    [[ $path =~ $SUITE_PATH ]] || die "unexpected upload plan path ${path@Q}"
     case $kind in
-      by-hash) upload_file "$os" "$dist" "$path" "$IMMUTABLE" ;;
-      index | release) upload_file "$os" "$dist" "$path" "$SHORT_LIVED" ;;
+      by-hash) by_hash+=("$path") ;;
+      index) indices+=("$path") ;;
+      release) releases+=("$path") ;;
       *) die "unexpected upload plan line: $kind $path" ;;
     esac
   done <"$WORK_DIR/upload-plan"
-  upload_file "$os" "$dist" Release.gpg "$SHORT_LIVED"
+  upload_files "$os" "$dist" "$IMMUTABLE" "${by_hash[@]}"
+  upload_files "$os" "$dist" "$SHORT_LIVED" "${indices[@]}"
+  upload_files "$os" "$dist" "$SHORT_LIVED" "${releases[@]}" Release.gpg
   switch_in_release "$os" "$dist"
   invalidate_release_files "$os" "$dist"
   retire_old_by_hash "$os" "$dist"
   PUBLISHED_DISTS+=("$os/$dist")
 }
 
-upload_file() { # OS DIST PATH CACHE_CONTROL
-  aws s3 cp --only-show-errors --cache-control "$4" --content-type text/plain \
-    "$REPOS/$1/dists/$2/$3" "s3://$DOWNLOADS_BUCKET/$1/dists/$2/$3"
+# upload_files OS DIST CACHE_CONTROL PATH...: exactly the suite's files PATH... (plain, see
+# SUITE_PATH), in one AWS CLI transfer.
+upload_files() {
+  local os=$1 dist=$2 cache=$3 path filters=()
+  shift 3
+  for path; do
+    filters+=(--include "$path")
+  done
+  aws s3 cp --only-show-errors --recursive --cache-control "$cache" --content-type text/plain \
+    "$REPOS/$os/dists/$dist/" "s3://$DOWNLOADS_BUCKET/$os/dists/$dist/" --exclude '*' "${filters[@]}"
 }
 
 # switch_in_release OS DIST: the one write clients switch on. It must replace exactly the
@@ -326,30 +383,39 @@ invalidate_release_files() {
 
 # retire_old_by_hash OS DIST: the by-hash files of the generation this publish replaced are
 # touched once (their date becomes the switch's); by-hash files no Release lists are deleted
-# BY_HASH_RETENTION_DAYS after their date. Clients midway through an update keep what they need.
+# BY_HASH_RETENTION_DAYS after their date (as listed when the publish began). Clients midway
+# through an update keep what they need. One transfer each.
 retire_old_by_hash() {
-  local os=$1 dist=$2 prefix=$1/dists/$2/ key modified sha cutoff listing=$WORK_DIR/by-hash.txt current=$WORK_DIR/current.txt
-  aws s3api list-objects-v2 --bucket "$DOWNLOADS_BUCKET" --prefix "$prefix" \
-    --query "Contents[?contains(Key, '/by-hash/SHA256/')].[Key, LastModified]" --output text >"$listing"
+  local os=$1 dist=$2 prefix=$1/dists/$2/ key modified sha path cutoff current=$WORK_DIR/current.txt
+  local retiring=() expired=()
   python3 "$APT_REPOSITORY" references "$REPOS/$os/dists/$dist/Release" | cut -d' ' -f1 >"$current"
   if [[ -n $SUITE_ETAG ]]; then
     while read -r sha _ path; do
-      key=$prefix$(dirname -- "$path")/by-hash/SHA256/$sha
-      if ! grep -qx -- "$sha" "$current" && awk -v key="$key" '$1 == key { found = 1 } END { exit !found }' "$listing"; then
-        aws s3 cp --only-show-errors --cache-control "$IMMUTABLE" --content-type text/plain --metadata-directive REPLACE \
-          --metadata "retired=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "s3://$DOWNLOADS_BUCKET/$key" "s3://$DOWNLOADS_BUCKET/$key"
+      key=$(by_hash_path "$path" "$sha")
+      if ! grep -qx -- "$sha" "$current" && listed "$prefix$key"; then
+        retiring+=(--include "$key")
       fi
-    done < <(python3 "$APT_REPOSITORY" references "$WORK_DIR/previous-InRelease")
+    done <"$WORK_DIR/previous-references.txt"
+  fi
+  if ((${#retiring[@]} > 0)); then
+    aws s3 cp --only-show-errors --recursive --cache-control "$IMMUTABLE" --content-type text/plain \
+      --metadata-directive REPLACE --metadata "retired=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+      "s3://$DOWNLOADS_BUCKET/$prefix" "s3://$DOWNLOADS_BUCKET/$prefix" --exclude '*' "${retiring[@]}"
   fi
   cutoff=$(date -u -d "-$BY_HASH_RETENTION_DAYS days" +%Y-%m-%dT%H:%M:%S)
   while read -r key modified; do
-    [[ -n $key && $key != None ]] || continue
+    [[ $key == "$prefix"*/by-hash/SHA256/* || $key == "${prefix}by-hash/SHA256/"* ]] || continue
     grep -qx -- "${key##*/}" "$current" && continue
-    if [[ ${modified:0:19} < "$cutoff" ]]; then
+    if [[ ! ${key#"$prefix"} =~ $SUITE_PATH ]]; then
+      log "leaving $key: not a name this publisher writes"
+    elif [[ ${modified:0:19} < "$cutoff" ]]; then
       log "deleting $key, listed by no Release since ${modified:0:19}"
-      aws s3api delete-object --bucket "$DOWNLOADS_BUCKET" --key "$key" >/dev/null
+      expired+=(--include "${key#"$prefix"}")
     fi
-  done <"$listing"
+  done <"$SUITE_LISTING"
+  if ((${#expired[@]} > 0)); then
+    aws s3 rm --only-show-errors --recursive "s3://$DOWNLOADS_BUCKET/$prefix" --exclude '*' "${expired[@]}"
+  fi
 }
 
 publish() {
