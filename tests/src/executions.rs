@@ -158,6 +158,7 @@ impl LocalStack {
         let sfn = self.sfn();
         let deadline = Instant::now() + timeout;
         let mut seen = 0usize;
+        let mut history_read: Option<Instant> = None;
         loop {
             let described = sfn
                 .describe_execution()
@@ -165,13 +166,17 @@ impl LocalStack {
                 .send()
                 .await
                 .context(format!("Step Functions DescribeExecution {arn}"))?;
+            let finished = *described.status() != ExecutionStatus::Running;
             // History after the status: a finished execution's last events are then all there.
-            let events = execution_history(&sfn, arn).await?;
-            for event in events.iter().skip(seen) {
-                on_event(event);
+            if finished || history_read.is_none_or(|read| read.elapsed() >= HISTORY_INTERVAL) {
+                history_read = Some(Instant::now());
+                let events = execution_history(&sfn, arn).await?;
+                for event in events.iter().skip(seen) {
+                    on_event(event);
+                }
+                seen = seen.max(events.len());
             }
-            seen = seen.max(events.len());
-            if *described.status() != ExecutionStatus::Running {
+            if finished {
                 return Ok(ExecutionOutcome {
                     arn: arn.to_string(),
                     status: described.status().as_str().to_string(),
@@ -187,6 +192,13 @@ impl LocalStack {
         }
     }
 }
+
+/// How often a follower reads the history of an execution that is still running; its status
+/// is read every half second, and a finished execution's history at once. moto answers every
+/// GetExecutionHistory with the whole history (it ignores maxResults, nextToken and
+/// reverseOrder), and serializing it was the most of moto's work in a run: a build's history,
+/// one poll loop after another, read twice a second while it grew.
+pub(crate) const HISTORY_INTERVAL: Duration = Duration::from_secs(3);
 
 pub(crate) async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, StackError> {
     let mut events = Vec::new();

@@ -27,7 +27,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use aws_smithy_types::DateTime;
 use serde_json::{Map, Value, json};
 
-use crate::executions::execution_history;
+use crate::executions::{HISTORY_INTERVAL, execution_history};
 use crate::{Context, ExecutionOutcome, LocalStack, StackError};
 
 /// Width of the label column, so lines of several executions line up.
@@ -243,10 +243,16 @@ impl LocalStack {
             seen: 0,
             finished: false,
         }];
+        let mut histories_read: Option<Instant> = None;
         loop {
             let mut outcome = None;
             // Fed in time order, so the lines of parent and children interleave as they happened.
             let mut pass: Vec<(String, String, HistoryEvent)> = Vec::new();
+            // Every running execution's history in the same pass: the lines stay in time order.
+            let histories_due = histories_read.is_none_or(|read| read.elapsed() >= HISTORY_INTERVAL);
+            if histories_due {
+                histories_read = Some(Instant::now());
+            }
             let mut index = 0;
             while index < followed.len() {
                 if followed[index].finished {
@@ -260,6 +266,11 @@ impl LocalStack {
                     .send()
                     .await
                     .context(format!("Step Functions DescribeExecution {}", current.arn))?;
+                let finished = *described.status() != ExecutionStatus::Running;
+                if !finished && !histories_due {
+                    index += 1;
+                    continue;
+                }
                 // History after the status: a finished execution's last events are then all there.
                 let events = execution_history(&sfn, &current.arn).await?;
                 let mut children = Vec::new();
@@ -267,7 +278,6 @@ impl LocalStack {
                     pass.push((current.arn.clone(), current.label.clone(), event.clone()));
                     children.extend(started_children(event));
                 }
-                let finished = *described.status() != ExecutionStatus::Running;
                 if finished && index == 0 {
                     outcome = Some(ExecutionOutcome {
                         arn: arn.to_string(),
