@@ -33,8 +33,10 @@ use pipeline_testing::process::{GroupProcess, signal_group};
 /// `shutdown` on a worker: the script's hard timer (`shutdown -h +N`) is recorded and ignored
 /// (the local worker ends with the stack); powering off now terminates the instance, as
 /// `InstanceInitiatedShutdownBehavior=terminate` does on EC2.
-/// How often a local worker's log goes up while its job runs.
-const LOG_UPLOAD_SECONDS: &str = "5";
+/// How often a local worker's log goes up while its job runs: often enough to follow a local
+/// run's jobs, seldom enough that a job of a few seconds sends its log once (each upload is an
+/// AWS CLI run, the costliest thing a local worker does).
+const LOG_UPLOAD_SECONDS: &str = "15";
 
 /// The tag that tells tests/moto/server.py an instance's termination is a spot interruption.
 const INTERRUPTION_TAG: &str = "LocalStackInterruption";
