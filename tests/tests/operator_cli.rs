@@ -6,8 +6,9 @@
 //! said would build; a function's typed error is shown with a non-zero exit; the release gate
 //! holds a publish until `approve`, and `reject` fails it with the reason, having published
 //! nothing; `logs --follow` waits for the repository update's log and ends with its job; the
-//! publish updates the suites and invalidates the paths `plan` named; a nightly started by hand
-//! is followed to its publication; a build whose spot worker EC2 reclaims rebuilds that distro,
+//! publish updates the suites and invalidates the paths `plan` named (a nightly started by hand
+//! with `hhvmctl nightly` is in pipeline_end_to_end's first scenario, which runs one anyway); a
+//! build whose spot worker EC2 reclaims rebuilds that distro,
 //! and only that one, once on demand, and `status` shows the interruption, the markets and the
 //! run's instance-hours.
 
@@ -29,7 +30,7 @@ async fn start_stack() -> LocalStack {
 }
 
 /// Runs `hhvmctl` with `args` against the stack, without a terminal (plain progress lines).
-fn hhvmctl(stack: &LocalStack, args: &[&str]) -> Output {
+pub(crate) fn hhvmctl(stack: &LocalStack, args: &[&str]) -> Output {
     let output = Command::new(pipeline_tests::workspace_binary("hhvmctl"))
         .args(args)
         .envs(stack.client_environment())
@@ -350,84 +351,6 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
         before_publish["publish"]["releaseSource"]["tag"],
         format!("HHVM-{VERSION}")
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_nightly_started_by_hand_is_followed_to_its_publication() {
-    let stack = start_stack().await;
-    // The bucket as deployed, indexed whole once.
-    let indexed = hhvmctl(&stack, &["reindex"]);
-    assert_eq!(indexed.status.code(), Some(0));
-    let nightly = hhvmctl(
-        &stack,
-        &[
-            "nightly",
-            "--force",
-            "--poll-interval",
-            "1",
-            "--interval",
-            "1",
-            "--json",
-        ],
-    );
-    assert_eq!(nightly.status.code(), Some(0), "the nightly succeeds");
-    let document: Value = serde_json::from_slice(&nightly.stdout).expect("the nightly's view is JSON");
-    assert_eq!(document["machine"], "hhvm-build-and-publish");
-    assert_eq!(document["status"], "SUCCEEDED");
-    assert!(
-        document["name"]
-            .as_str()
-            .is_some_and(|name| name.starts_with("nightly-")),
-        "{document}"
-    );
-    let children: Vec<&str> = document["children"]
-        .as_array()
-        .expect("children")
-        .iter()
-        .filter_map(|child| child["machine"].as_str())
-        .collect();
-    assert_eq!(children, ["hhvm-build", "hhvm-publish-release"]);
-    let version = document["versions"][0].as_str().expect("the nightly's version");
-    let publication = inspect_publication(&stack, version)
-        .await
-        .expect("inspect the downloads bucket");
-    assert!(
-        !publication.pool_packages.is_empty(),
-        "the nightly's packages are in the pools"
-    );
-    // The publish re-indexed only what it changed, and left nothing of it stale: the whole
-    // bucket has no page to write.
-    let publish = &document["children"][1];
-    let index_step = hhvmctl(
-        &stack,
-        &[
-            "history",
-            publish["name"].as_str().expect("the publish child's name"),
-            "--state",
-            "Update Download Indices",
-            "--json",
-        ],
-    );
-    let events: Value = serde_json::from_slice(&index_step.stdout).expect("history --json is JSON");
-    let output = events
-        .as_array()
-        .and_then(|events| events.iter().find_map(|event| event.get("output")))
-        .expect("the step's output");
-    // The state keeps the function's whole answer (its input and `indexPages`) as `indexPages`.
-    assert_eq!(
-        output["indexPages"]["indexPages"]["reindexed"],
-        serde_json::json!([
-            "/debian/dists/",
-            "/debian/pool/main/h/hhvm-nightly/",
-            "/source/nightlies/",
-            "/ubuntu/dists/",
-            "/ubuntu/pool/main/h/hhvm-nightly/"
-        ]),
-        "{output}"
-    );
-    let reindex = hhvmctl(&stack, &["reindex"]);
-    let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex prints JSON");
-    assert_eq!(answer["indexPages"]["pagesWritten"], 0, "{answer}");
 }
 
 /// The distro whose spot worker the interruption scenario has reclaimed.

@@ -1,6 +1,7 @@
 //! The four state machines end to end on the local stack: real ASL in moto's execute mode, the
-//! real Lambdas, and the workers' real user data — a nightly and a release started together,
-//! published one at a time and both fetched with apt, two releases built in parallel and
+//! real Lambdas, and the workers' real user data — a nightly (started and followed by hand with
+//! `hhvmctl nightly`, its publish re-indexing only what it changed) and a release started
+//! together, published one at a time and both fetched with apt, two releases built in parallel and
 //! published one at a time, a failed build that publishes nothing and is resumed (and a failed
 //! forced rebuild that the older build does not stand in for), a repository update that dies
 //! midway and a re-run that finishes it, bad input refused before anything starts, a run
@@ -19,6 +20,8 @@ use aws_sdk_sfn::types::ExecutionListItem;
 use pipeline_tests::published::{apt_download, apt_download_trusting, inspect_publication};
 use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, state_machine_arn};
 use serde_json::{Value, json};
+
+use crate::operator_cli::hhvmctl;
 
 /// Far above a run's duration: only there so a hung run fails instead of blocking forever.
 const RUN_TIMEOUT: Duration = Duration::from_secs(1500);
@@ -217,7 +220,11 @@ fn report(scenario: &str, started: Instant) {
 async fn a_nightly_and_a_release_published_together_take_turns_and_both_install() {
     let started = Instant::now();
     let mut stack = start_stack().await;
-    // Started together, through the machines: their repository updates contend for the lease.
+    // The bucket as deployed, indexed whole once.
+    let indexed = hhvmctl(&stack, &["reindex"]);
+    assert_eq!(indexed.status.code(), Some(0));
+    // Started together, the release through its machine and the nightly by hand with hhvmctl,
+    // which follows it to its publication: their repository updates contend for the lease.
     let release = "4.168.2";
     let release_arn = start(
         &stack,
@@ -226,21 +233,50 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
         &polling(json!({"version": release})),
     )
     .await;
-    let (outcome, progress) = run(&stack, "hhvm-build-and-publish", "nightly", polling(json!({}))).await;
-    assert!(outcome.succeeded(), "{outcome:?}");
-    let (release_outcome, _) = follow(&stack, "release", &release_arn).await;
-    assert!(release_outcome.succeeded(), "{release_outcome:?}");
-    let output = outcome.output.clone().unwrap_or_default();
-    assert_eq!(output["nightly"], true, "{output}");
-    let version = output["version"]
+    let nightly = hhvmctl(
+        &stack,
+        &[
+            "nightly",
+            "--force",
+            "--poll-interval",
+            "1",
+            "--interval",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(nightly.status.code(), Some(0), "the nightly succeeds");
+    let document: Value = serde_json::from_slice(&nightly.stdout).expect("the nightly's view is JSON");
+    assert_eq!(document["machine"], "hhvm-build-and-publish");
+    assert_eq!(document["status"], "SUCCEEDED");
+    let nightly_name = document["name"].as_str().unwrap_or_default();
+    assert!(nightly_name.starts_with("nightly-"), "{document}");
+    let children: Vec<&str> = document["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|child| child["machine"].as_str())
+        .collect();
+    assert_eq!(children, ["hhvm-build", "hhvm-publish-release"]);
+    let version = document["versions"][0]
         .as_str()
-        .expect("the output names the version")
+        .expect("the nightly's version")
         .to_string();
+    let nightly_execution = executions(&stack, "hhvm-build-and-publish")
+        .await
+        .into_iter()
+        .find(|execution| execution.name() == nightly_name)
+        .expect("the nightly hhvmctl started");
+    let output = execution_output(&stack, nightly_execution.execution_arn()).await;
+    assert_eq!(output["nightly"], true, "{output}");
+    assert_eq!(output["version"], version.as_str(), "{output}");
+    let (release_outcome, progress) = follow(&stack, "release", &release_arn).await;
+    assert!(release_outcome.succeeded(), "{release_outcome:?}");
 
-    // Progress followed the children the machine started.
+    // Progress followed the children the release's machine started.
     for label in [
-        format!("hhvm-build {version}"),
-        format!("hhvm-publish-release {version}"),
+        format!("hhvm-build {release}"),
+        format!("hhvm-publish-release {release}"),
     ] {
         assert!(
             progress
@@ -361,9 +397,43 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
         refused.is_err(),
         "apt accepted the repository without its key: {refused:?}"
     );
+
+    // The nightly's publish re-indexed only what it changed, and the two publishes left nothing
+    // stale: the whole bucket has no page to write.
+    let publish = &document["children"][1];
+    let index_step = hhvmctl(
+        &stack,
+        &[
+            "history",
+            publish["name"].as_str().expect("the publish child's name"),
+            "--state",
+            "Update Download Indices",
+            "--json",
+        ],
+    );
+    let events: Value = serde_json::from_slice(&index_step.stdout).expect("history --json is JSON");
+    let index_output = events
+        .as_array()
+        .and_then(|events| events.iter().find_map(|event| event.get("output")))
+        .expect("the step's output");
+    // The state keeps the function's whole answer (its input and `indexPages`) as `indexPages`.
+    assert_eq!(
+        index_output["indexPages"]["indexPages"]["reindexed"],
+        json!([
+            "/debian/dists/",
+            "/debian/pool/main/h/hhvm-nightly/",
+            "/source/nightlies/",
+            "/ubuntu/dists/",
+            "/ubuntu/pool/main/h/hhvm-nightly/"
+        ]),
+        "{index_output}"
+    );
+    let reindex = hhvmctl(&stack, &["reindex"]);
+    let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex prints JSON");
+    assert_eq!(answer["indexPages"]["pagesWritten"], 0, "{answer}");
     assert!(live_instances(&stack).await.is_empty());
     stack.stop();
-    report("1 (a nightly and a release together)", started);
+    report("1 (a nightly by hand and a release together)", started);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
