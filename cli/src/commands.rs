@@ -1,6 +1,7 @@
 //! Each command: the AWS calls it makes (small functions taking their clients) around the pure
 //! pieces of `requests` and `status`.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -313,11 +314,32 @@ pub async fn find_execution(sfn: &aws_sdk_sfn::Client, deployment: &Deployment, 
 
 /// The view of execution `arn` and, recursively, its children.
 pub async fn load_view(clients: &Clients, deployment: &Deployment, arn: &str) -> CliResult<ExecutionView> {
+    load_view_reusing(clients, deployment, arn, &mut HashMap::new()).await
+}
+
+/// `load_view`, reading no history in `ended` again: the histories of executions that had
+/// ended (by ARN), which it adds to. A watch refreshes its view every few seconds for hours;
+/// the children that have ended (a build, once the publish runs) need not be read each time.
+async fn load_view_reusing(
+    clients: &Clients,
+    deployment: &Deployment,
+    arn: &str,
+    ended: &mut HashMap<String, Vec<Event>>,
+) -> CliResult<ExecutionView> {
     let mut pending = vec![arn.to_string()];
     let mut views: Vec<ExecutionView> = Vec::new();
     // Breadth first, then assembled bottom-up: children are views of their own.
     while let Some(next) = pending.pop() {
-        let events = execution_history(&clients.sfn, &next).await?;
+        let events = match ended.get(&next) {
+            Some(events) => events.clone(),
+            None => {
+                let events = execution_history(&clients.sfn, &next).await?;
+                if events.iter().any(Event::ends_execution) {
+                    ended.insert(next.clone(), events.clone());
+                }
+                events
+            }
+        };
         let machine = deployment.machine_of_execution(&next).unwrap_or("execution");
         let view = ExecutionView::from_history(&next, machine, &events, deployment.scratch_bucket.as_deref());
         pending.extend(view.child_arns.iter().rev().cloned());
@@ -344,8 +366,9 @@ fn assemble(views: &[ExecutionView], arn: &str) -> ExecutionView {
 /// terminal one live line per phase and worker; otherwise a plain line for each change.
 async fn watch(clients: &Clients, deployment: &Deployment, arn: &str, interval: u64) -> CliResult<ExecutionView> {
     let mut display = Display::on_stderr();
+    let mut ended = HashMap::new();
     loop {
-        let view = load_view(clients, deployment, arn).await?;
+        let view = load_view_reusing(clients, deployment, arn, &mut ended).await?;
         display.show(&crate::status::lines(&view, now_seconds()));
         if view.is_over() {
             display.finish();
