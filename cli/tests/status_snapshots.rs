@@ -266,6 +266,21 @@ fn live_display(term: &InMemoryTerm) -> Display {
     )))
 }
 
+/// The screen once `drawn` holds of it, or as it is after five seconds. indicatif limits how
+/// often it draws (a line changed right after another waits for the next draw) and a running
+/// line is drawn by its spinner's ticker thread: right after `show`, a row can still be blank
+/// or show its previous text.
+fn screen_once(term: &InMemoryTerm, drawn: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let screen = term.contents();
+        if drawn(&screen) || std::time::Instant::now() > deadline {
+            return screen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn on_a_terminal_each_line_is_redrawn_in_place_with_a_spinner_on_what_runs() {
     let term = InMemoryTerm::new(80, 200);
@@ -274,7 +289,13 @@ fn on_a_terminal_each_line_is_redrawn_in_place_with_a_spinner_on_what_runs() {
     assert_eq!(early.status, "RUNNING");
     let early_lines = lines(&early, early.started_at.expect("started") + 30.0);
     display.show(&early_lines);
-    let screen = term.contents();
+    let screen = screen_once(&term, |screen| {
+        screen.lines().count() == early_lines.len()
+            && screen
+                .lines()
+                .zip(&early_lines)
+                .all(|(row, line)| row.ends_with(&format!("{}{}", "  ".repeat(line.depth), line.text)))
+    });
     assert_eq!(screen.lines().count(), early_lines.len(), "one row per line:\n{screen}");
     for (row, line) in screen.lines().zip(&early_lines) {
         let indented = format!("{}{}", "  ".repeat(line.depth), line.text);
@@ -289,7 +310,11 @@ fn on_a_terminal_each_line_is_redrawn_in_place_with_a_spinner_on_what_runs() {
     let done = replay("released");
     let done_lines = lines(&done, done.ended_at.unwrap_or_default());
     display.show(&done_lines);
-    let screen = term.contents();
+    let settled: Vec<String> = done_lines
+        .iter()
+        .map(|line| format!("  {}{}", "  ".repeat(line.depth), line.text))
+        .collect();
+    let screen = screen_once(&term, |screen| screen.lines().eq(settled.iter().map(String::as_str)));
     assert_eq!(
         screen.lines().count(),
         done_lines.len(),
