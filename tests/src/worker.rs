@@ -3,9 +3,11 @@
 //! directory (`<run dir>/workers/<instance id>/`), with stubs first on PATH (`shutdown`, `systemctl`,
 //! `apt-get`) and the real tools after them (the `aws` CLI pointed at moto, git, gpg, python3,
 //! dpkg-deb). The script's output goes to its WORKER_LOG as cloud-init's would. When the script
-//! exits, the instance is terminated in moto unless the script powered it off itself; when the
-//! instance is terminated from outside while the script runs, the script gets SIGTERM, as on an
-//! instance shutting down. Instances without a `JobKind` tag are not the pipeline's: they just
+//! exits, the instance is terminated in moto, as EC2 terminates an instance that powers itself
+//! off (its exit handler's `shutdown -h now`, which the stub only records: the termination is
+//! the local worker's, through the SDK, not an AWS CLI run of the script's); when the instance
+//! is terminated from outside while the script runs, the script gets SIGTERM, as on an instance
+//! shutting down. Instances without a `JobKind` tag are not the pipeline's: they just
 //! run.
 //!
 //! A spot reclaim, on demand: while the knob `<failing builds>/<version>_<distro>.interrupt`
@@ -59,8 +61,7 @@ for argument in "$@"; do
     exit 0
     ;;
   now)
-    printf '%s power off: terminating %s\n' "$(date -u +%FT%TZ)" "$INSTANCE_ID" >>"$LOCAL_WORKER_DIR/shutdown.log"
-    aws ec2 terminate-instances --instance-ids "$INSTANCE_ID" >/dev/null
+    printf '%s power off: %s is terminated as the script exits\n' "$(date -u +%FT%TZ)" "$INSTANCE_ID" >>"$LOCAL_WORKER_DIR/shutdown.log"
     exit 0
     ;;
   esac
@@ -222,7 +223,7 @@ async fn poll_instances(config: Arc<WorkerConfig>, shared: Arc<Shared>) {
                     .map(|(id, pid)| (id.clone(), *pid))
                     .collect();
                 for (id, pid) in terminated {
-                    // A script that powered itself off terminated its own instance and is exiting.
+                    // A script that powered itself off is exiting: its instance is going anyway.
                     let shutdown_log = config.run_dir.join("workers").join(&id).join("shutdown.log");
                     let powered_off = std::fs::read_to_string(shutdown_log).is_ok_and(|log| log.contains("power off"));
                     if !powered_off
@@ -536,8 +537,8 @@ async fn terminate(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError
     Ok(())
 }
 
-/// Terminates `id` in moto unless it is already shutting down or terminated (the script's own
-/// `shutdown -h now` does that).
+/// Terminates `id` in moto unless it is already shutting down or terminated (from outside: a
+/// cleanup, a stop, a spot reclaim).
 async fn terminate_unless_ended(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), StackError> {
     let described = ec2
         .describe_instances()
