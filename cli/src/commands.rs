@@ -334,7 +334,8 @@ async fn load_view_reusing(
             Some(events) => events.clone(),
             None => {
                 let events = execution_history(&clients.sfn, &next).await?;
-                if events.iter().any(Event::ends_execution) {
+                // Its last event: a redriven execution's history goes on after its first end.
+                if events.last().is_some_and(Event::ends_execution) {
                     ended.insert(next.clone(), events.clone());
                 }
                 events
