@@ -1,6 +1,7 @@
 //! The infrastructure template, checked offline: `infra/check` passes on it and fails, naming
 //! the statement, when a role allows an action on `Resource "*"`; the template deploys exactly
-//! the functions the crates under `lambdas/` build, every state machine's `${Placeholder}`s are
+//! the functions the crates under `lambdas/` build and the functions' release and arm64 builds
+//! build exactly those, every state machine's `${Placeholder}`s are
 //! exactly its `DefinitionSubstitutions`, and docs/deploy.md's parameter table lists exactly the
 //! template's parameters. Over the state machine definitions themselves: every poll loop fits its
 //! machine's time and history limits at the pipeline's poll settings, and every retrier retries
@@ -462,6 +463,78 @@ fn deploy_md_packages_the_functions_as_the_benchmark_does() {
         doc.lines().any(|line| line == command),
         "docs/deploy.md should package the functions with `{command}` (bin/benchmark measures those zips)"
     );
+}
+
+/// `(package, bin targets)` of every workspace member, as `cargo metadata` reads the manifests.
+fn workspace_packages() -> Vec<(String, BTreeSet<String>)> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    packages
+        .iter()
+        .map(|package| {
+            let bins = package["targets"]
+                .as_array()
+                .expect("targets")
+                .iter()
+                .filter(|target| target["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin")))
+                .filter_map(|target| target["name"].as_str().map(str::to_string))
+                .collect();
+            (package["name"].as_str().expect("a package name").to_string(), bins)
+        })
+        .collect()
+}
+
+/// The packages a `cargo` argument list excludes (`--exclude NAME`).
+fn excluded_packages<'a>(arguments: &[&'a str]) -> Vec<&'a str> {
+    arguments
+        .windows(2)
+        .filter(|pair| pair[0] == "--exclude")
+        .map(|pair| pair[1])
+        .collect()
+}
+
+#[test]
+fn the_function_builds_build_exactly_the_template_functions() {
+    let packages = workspace_packages();
+    let known: BTreeSet<&str> = packages.iter().map(|(name, _)| name.as_str()).collect();
+    let release_build = pipeline_tests::release_build();
+    let excluded = excluded_packages(&release_build);
+    assert!(!excluded.is_empty(), "the release build excludes no package");
+    for name in &excluded {
+        assert!(known.contains(name), "the builds exclude {name}, which is no workspace member");
+    }
+    assert_eq!(
+        excluded_packages(&pipeline_tests::arm64_package_build()),
+        excluded,
+        "the arm64 packaging and the release build build the same packages"
+    );
+    let built: BTreeSet<String> = packages
+        .iter()
+        .filter(|(name, _)| !excluded.contains(&name.as_str()))
+        .flat_map(|(_, bins)| bins.iter().cloned())
+        .collect();
+    let template = fs::read_to_string(template_path()).expect("infra/template.yaml is readable");
+    assert_eq!(
+        built,
+        template_function_names(&template),
+        "`cargo {}` builds these binaries; the template deploys these functions",
+        release_build.join(" ")
+    );
+}
+
+#[test]
+fn excluded_packages_are_read_from_exclude_arguments_only() {
+    assert_eq!(
+        excluded_packages(&["build", "--exclude", "a", "--workspace", "--exclude", "b", "c"]),
+        ["a", "b"]
+    );
+    assert!(excluded_packages(&["build", "--release", "--exclude"]).is_empty());
 }
 
 #[test]
