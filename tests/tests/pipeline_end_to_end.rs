@@ -240,6 +240,8 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
             "--force",
             "--poll-interval",
             "1",
+            "--poll-limit",
+            "600",
             "--interval",
             "3",
             "--json",
