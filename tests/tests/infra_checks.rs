@@ -482,7 +482,11 @@ fn workspace_packages() -> Vec<(String, BTreeSet<String>)> {
                 .as_array()
                 .expect("targets")
                 .iter()
-                .filter(|target| target["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|k| k == "bin")))
+                .filter(|target| {
+                    target["kind"]
+                        .as_array()
+                        .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
+                })
                 .filter_map(|target| target["name"].as_str().map(str::to_string))
                 .collect();
             (package["name"].as_str().expect("a package name").to_string(), bins)
@@ -507,7 +511,10 @@ fn the_function_builds_build_exactly_the_template_functions() {
     let excluded = excluded_packages(&release_build);
     assert!(!excluded.is_empty(), "the release build excludes no package");
     for name in &excluded {
-        assert!(known.contains(name), "the builds exclude {name}, which is no workspace member");
+        assert!(
+            known.contains(name),
+            "the builds exclude {name}, which is no workspace member"
+        );
     }
     assert_eq!(
         excluded_packages(&pipeline_tests::arm64_package_build()),
