@@ -14,7 +14,7 @@ use crate::args::{Cli, Command, FollowArgs};
 use crate::deployment::{Deployment, discover};
 use crate::display::Display;
 use crate::error::{CliError, CliResult};
-use crate::history::{Event, execution_history};
+use crate::history::{self, Event, execution_history};
 use crate::requests::{self, LogJob, PlanRequest, StartRequest};
 use crate::status::{ExecutionView, approval_token, render};
 
@@ -334,8 +334,7 @@ async fn load_view_reusing(
             Some(events) => events.clone(),
             None => {
                 let events = execution_history(&clients.sfn, &next).await?;
-                // Its last event: a redriven execution's history goes on after its first end.
-                if events.last().is_some_and(Event::ends_execution) {
+                if history::is_complete(&events) {
                     ended.insert(next.clone(), events.clone());
                 }
                 events

@@ -112,6 +112,12 @@ impl Event {
     }
 }
 
+/// Whether history `events` is complete, so need not be read again: its last event ends the
+/// execution. A redriven execution's history goes on after its first end.
+pub fn is_complete(events: &[Event]) -> bool {
+    events.last().is_some_and(Event::ends_execution)
+}
+
 /// Every event of execution `arn`, oldest first.
 pub async fn execution_history(sfn: &Client, arn: &str) -> CliResult<Vec<Event>> {
     let mut pages = sfn
@@ -128,4 +134,51 @@ pub async fn execution_history(sfn: &Client, arn: &str) -> CliResult<Vec<Event>>
     // moto ignores `reverseOrder`, AWS answers oldest first by default: order by ID either way.
     events.sort_by_key(|event| event.id);
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(kinds: &[&str]) -> Vec<Event> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(id, kind)| Event {
+                id: id as i64 + 1,
+                kind: kind.to_string(),
+                timestamp: id as f64,
+                state: None,
+                input: None,
+                output: None,
+                error: None,
+                cause: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_history_is_complete_only_while_its_last_event_ends_the_execution() {
+        assert!(!is_complete(&[]));
+        assert!(!is_complete(&history(&["ExecutionStarted", "TaskStateEntered"])));
+        for end in [
+            "ExecutionSucceeded",
+            "ExecutionFailed",
+            "ExecutionTimedOut",
+            "ExecutionAborted",
+        ] {
+            assert!(is_complete(&history(&["ExecutionStarted", end])), "{end}");
+        }
+        // Failed, then redriven: it runs again, and its history grows until its next end.
+        let redriven = [
+            "ExecutionStarted",
+            "ExecutionFailed",
+            "ExecutionRedriven",
+            "TaskStateEntered",
+        ];
+        assert!(!is_complete(&history(&redriven)));
+        assert!(is_complete(&history(
+            &[&redriven[..], &["ExecutionSucceeded"]].concat()
+        )));
+    }
 }
