@@ -167,6 +167,15 @@ impl Sandbox {
         env.push(("FAKE_HANG", hang_on));
         let mut command = self.command(script, &env);
         command.process_group(0);
+        // A test run under nohup would hand the script SIGHUP ignored, and bash cannot trap a
+        // signal that was ignored when it started: the script gets the default, as on a worker.
+        // SAFETY: signal(2) is async-signal-safe, and nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = command.spawn().expect("run bash");
         let give_up = Instant::now() + Duration::from_secs(60);
         while !self.calls().iter().any(|call| call.contains(hang_on)) {
