@@ -15,6 +15,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pipeline_core::polling::MAX_POLL_LIMIT;
 use pipeline_tests::published::inspect_publication;
 use pipeline_tests::{LocalStack, Options};
 use serde_json::Value;
@@ -22,14 +23,21 @@ use serde_json::Value;
 const VERSION: &str = "4.168.2";
 const FAILING: &str = "ubuntu-24.04-noble";
 const PASSING: &str = "debian-12-bookworm";
-/// The machines poll every second and give a worker the most polls they allow: on a loaded
-/// 2-core machine one repository update has taken 5 min 20 s.
-const POLLING: [&str; 4] = ["--poll-interval", "1", "--poll-limit", "600"];
 
 async fn start_stack() -> LocalStack {
     LocalStack::start(Options::default())
         .await
         .unwrap_or_else(|error| panic!("the local stack starts: {error}"))
+}
+
+/// `hhvmctl ARGS` with the machines polling every second, as many times as they allow: on a
+/// loaded 2-core machine one repository update has taken 5 min 20 s.
+pub(crate) fn hhvmctl_polling(stack: &LocalStack, args: &[&str]) -> Output {
+    let limit = MAX_POLL_LIMIT.to_string();
+    hhvmctl(
+        stack,
+        &[args, &["--poll-interval", "1", "--poll-limit", &limit]].concat(),
+    )
 }
 
 /// Runs `hhvmctl` with `args` against the stack, without a terminal (plain progress lines).
@@ -131,7 +139,7 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
     stack
         .fail_builds_of(FAILING, Some(VERSION))
         .expect("set the failure knob");
-    let failed = hhvmctl(&stack, &[&["build", VERSION, "--interval", "1"][..], &POLLING].concat());
+    let failed = hhvmctl_polling(&stack, &["build", VERSION, "--interval", "1"]);
     assert_eq!(failed.status.code(), Some(1), "a failed build exits 1");
     let name = started_name(&failed);
     let shown = stdout(&failed);
@@ -209,13 +217,10 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
 #[tokio::test(flavor = "multi_thread")]
 async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publishes_nothing() {
     let stack = start_stack().await;
-    let built = hhvmctl(&stack, &[&["build", VERSION, "--interval", "1"][..], &POLLING].concat());
+    let built = hhvmctl_polling(&stack, &["build", VERSION, "--interval", "1"]);
     assert_eq!(built.status.code(), Some(0), "the build succeeds");
 
-    let rejected = hhvmctl(
-        &stack,
-        &[&["publish", VERSION, "--approval", "--detach"][..], &POLLING].concat(),
-    );
+    let rejected = hhvmctl_polling(&stack, &["publish", VERSION, "--approval", "--detach"]);
     assert_eq!(rejected.status.code(), Some(0));
     let name = started_name(&rejected);
     wait_for_the_gate(&stack, &name).await;
@@ -245,10 +250,7 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
         [PASSING, FAILING],
         "built: nothing to build"
     );
-    let held = hhvmctl(
-        &stack,
-        &[&["publish", VERSION, "--approval", "--detach"][..], &POLLING].concat(),
-    );
+    let held = hhvmctl_polling(&stack, &["publish", VERSION, "--approval", "--detach"]);
     let name = started_name(&held);
     // Started before any repository update ran: it waits for the worker's log.
     let follower = Command::new(pipeline_tests::workspace_binary("hhvmctl"))
@@ -420,10 +422,7 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
     stack
         .interrupt_spot_build_of(VERSION, INTERRUPTED)
         .expect("set the interruption knob");
-    let built = hhvmctl(
-        &stack,
-        &[&["build", VERSION, "--interval", "1", "--json"][..], &POLLING].concat(),
-    );
+    let built = hhvmctl_polling(&stack, &["build", VERSION, "--interval", "1", "--json"]);
     assert_eq!(built.status.code(), Some(0), "the build succeeds: {}", stderr(&built));
     let name = started_name(&built);
     let document: Value = serde_json::from_slice(&built.stdout).expect("the build's view is JSON");

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sfn::types::ExecutionListItem;
+use pipeline_core::polling::MAX_POLL_LIMIT;
 use pipeline_tests::published::{apt_download, apt_download_trusting, inspect_publication};
 use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, state_machine_arn};
 use serde_json::{Value, json};
 
-use crate::operator_cli::hhvmctl;
+use crate::operator_cli::{hhvmctl, hhvmctl_polling};
 
 /// Far above a run's duration: only there so a hung run fails instead of blocking forever.
 const RUN_TIMEOUT: Duration = Duration::from_secs(1500);
@@ -96,7 +97,7 @@ async fn lease_sections(stack: &LocalStack, version: &str) -> Vec<(String, Strin
 
 fn polling(mut input: Value) -> Value {
     input["pollIntervalSeconds"] = json!(1);
-    input["pollLimit"] = json!(600);
+    input["pollLimit"] = json!(MAX_POLL_LIMIT);
     input
 }
 
@@ -233,20 +234,7 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
         &polling(json!({"version": release})),
     )
     .await;
-    let nightly = hhvmctl(
-        &stack,
-        &[
-            "nightly",
-            "--force",
-            "--poll-interval",
-            "1",
-            "--poll-limit",
-            "600",
-            "--interval",
-            "3",
-            "--json",
-        ],
-    );
+    let nightly = hhvmctl_polling(&stack, &["nightly", "--force", "--interval", "3", "--json"]);
     assert_eq!(nightly.status.code(), Some(0), "the nightly succeeds");
     let document: Value = serde_json::from_slice(&nightly.stdout).expect("the nightly's view is JSON");
     assert_eq!(document["machine"], "hhvm-build-and-publish");
