@@ -17,7 +17,8 @@
 //!
 //! Rebuild mode, when the payload has a non-empty `interruptedInstances` (what
 //! `get-instances-state` reports once the builds have finished): each interrupted build is
-//! launched again on on-demand capacity (`plan_rebuilds`, `rebuild_interrupted`). Its entry in
+//! launched again on on-demand capacity (`plan_rebuilds`, `rebuild_interrupted`), unless its
+//! worker wrote its success marker before EC2 reclaimed it (that build stands). Its entry in
 //! `builds` becomes the new worker's, with `replaces` naming the interrupted one, the new ID
 //! takes the old one's place in `instances`, and `interruptedInstances` is cleared; the
 //! machine then waits for the builds again. A distro is rebuilt once: a rebuild that is itself
@@ -34,6 +35,7 @@ use pipeline_core::distro::read_distros;
 use pipeline_core::instance::read_instance_ids;
 use pipeline_core::launch::{DistroBuild, LaunchPlan, WorkerRequest, read_builds};
 use pipeline_core::layout::{JobKind, marker_key};
+use pipeline_core::marker::parse_marker;
 use pipeline_core::s3::Buckets;
 use pipeline_core::userdata::{Prelude, PreludeValue, base_prelude, worker_user_data};
 use pipeline_core::{Distro, InstanceId, PackagingBranch, Payload, PipelineError, S3Location, Version};
@@ -144,13 +146,9 @@ fn build_of(distro: Distro, launched: pipeline_aws::launch::Launched, replaces: 
     }
 }
 
-/// The builds to launch again on on-demand capacity: each of `builds` whose worker is among
-/// `interrupted`, in the order of `builds`. Every interrupted instance must be one of the
-/// builds' (`InvalidInput` otherwise), and a build that is itself a rebuild is not rebuilt
-/// again: a distro gets one retry, so the machine's wait for the builds runs at most twice
-/// (`BuildFailed` names the distro).
-pub fn plan_rebuilds(
-    version: &Version,
+/// The builds of `builds` whose worker is among `interrupted`, each once, in the order of
+/// `builds`. Every interrupted instance must be one of the builds' (`InvalidInput` otherwise).
+pub fn interrupted_builds(
     builds: &[DistroBuild],
     interrupted: &[InstanceId],
 ) -> Result<Vec<DistroBuild>, PipelineError> {
@@ -162,10 +160,26 @@ pub fn plan_rebuilds(
             ));
         }
     }
-    let rebuilds: Vec<DistroBuild> = builds
+    Ok(builds
         .iter()
         .filter(|build| interrupted.contains(&build.instance))
         .cloned()
+        .collect())
+}
+
+/// The interrupted builds to launch again on on-demand capacity: all of `interrupted` but
+/// those whose worker wrote its success marker before EC2 reclaimed it (`marked`: that build is
+/// done and stands). A build that is itself a rebuild is not rebuilt again: a distro gets one
+/// retry, so the machine's wait for the builds runs at most twice (`BuildFailed` names the
+/// distro).
+pub fn plan_rebuilds(
+    version: &Version,
+    interrupted: Vec<DistroBuild>,
+    marked: &[InstanceId],
+) -> Result<Vec<DistroBuild>, PipelineError> {
+    let rebuilds: Vec<DistroBuild> = interrupted
+        .into_iter()
+        .filter(|build| !marked.contains(&build.instance))
         .collect();
     let again: Vec<String> = rebuilds
         .iter()
@@ -186,8 +200,23 @@ pub fn plan_rebuilds(
     Ok(rebuilds)
 }
 
-/// Rebuild mode: launches each interrupted build of `payload` again on on-demand capacity and
-/// puts the new workers in place of the interrupted ones (`builds`, `instances`).
+/// Whether `build`'s worker wrote its distro's success marker: the marker is the last thing a
+/// build does, so EC2 may have reclaimed the instance just after it. A marker that does not
+/// parse does not count (Verify Builds would refuse it too).
+async fn wrote_its_marker(deps: &Deps, version: &Version, build: &DistroBuild) -> Result<bool, PipelineError> {
+    let marker = S3Location {
+        bucket: deps.buckets.scratch.clone(),
+        path: marker_key(version, JobKind::BinaryPackage, Some(&build.distro)),
+    };
+    let Some(bytes) = pipeline_aws::s3::get_object_bytes(&deps.s3, &marker).await? else {
+        return Ok(false);
+    };
+    Ok(parse_marker(&bytes).is_ok_and(|marker| marker.written_by(&build.instance)))
+}
+
+/// Rebuild mode: launches each interrupted build of `payload` whose worker wrote no success
+/// marker again on on-demand capacity and puts the new workers in place of the interrupted
+/// ones (`builds`, `instances`).
 async fn rebuild_interrupted(
     deps: &Deps,
     mut payload: Payload,
@@ -203,7 +232,15 @@ async fn rebuild_interrupted(
         ));
     };
     let mut instances = read_instance_ids(&payload, "instances")?;
-    let rebuilds = plan_rebuilds(&version, &builds, interrupted)?;
+    let reclaimed = interrupted_builds(&builds, interrupted)?;
+    let mut marked = Vec::new();
+    for build in &reclaimed {
+        if wrote_its_marker(deps, &version, build).await? {
+            tracing::warn!(%version, distro = %build.distro, interrupted = %build.instance, "spot interruption after the build's success marker: the build stands, not rebuilt");
+            marked.push(build.instance.clone());
+        }
+    }
+    let rebuilds = plan_rebuilds(&version, reclaimed, &marked)?;
     let mut plans = Vec::with_capacity(rebuilds.len());
     for build in &rebuilds {
         tracing::warn!(%version, distro = %build.distro, interrupted = %build.instance, "spot interruption: rebuilding the distro on on-demand capacity");
@@ -405,28 +442,54 @@ mod tests {
         list.iter().map(|id| id.parse().unwrap()).collect()
     }
 
+    /// `plan_rebuilds` of the builds of `builds` whose worker is among `interrupted`.
+    fn rebuilds_of(
+        builds: &[DistroBuild],
+        interrupted: &[&str],
+        marked: &[&str],
+    ) -> Result<Vec<DistroBuild>, PipelineError> {
+        let version: Version = "4.168.2".parse().unwrap();
+        plan_rebuilds(&version, interrupted_builds(builds, &ids(interrupted))?, &ids(marked))
+    }
+
     #[test]
     fn each_interrupted_build_is_rebuilt_in_the_order_of_builds() {
-        let version: Version = "4.168.2".parse().unwrap();
         let builds = [
             build("debian-12-bookworm", "i-00000001", None),
             build("ubuntu-24.04-noble", "i-00000002", None),
             build("debian-11-bullseye", "i-00000003", None),
         ];
-        let rebuilds = plan_rebuilds(&version, &builds, &ids(&["i-00000003", "i-00000001", "i-00000003"])).unwrap();
+        let rebuilds = rebuilds_of(&builds, &["i-00000003", "i-00000001", "i-00000003"], &[]).unwrap();
         let distros: Vec<&str> = rebuilds.iter().map(|build| build.distro.as_str()).collect();
         assert_eq!(distros, ["debian-12-bookworm", "debian-11-bullseye"], "each once");
-        assert!(plan_rebuilds(&version, &builds, &[]).unwrap().is_empty());
+        assert!(rebuilds_of(&builds, &[], &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_build_whose_worker_wrote_its_marker_is_not_rebuilt() {
+        let builds = [
+            build("debian-12-bookworm", "i-00000001", None),
+            build("ubuntu-24.04-noble", "i-00000002", None),
+        ];
+        let rebuilds = rebuilds_of(&builds, &["i-00000001", "i-00000002"], &["i-00000001"]).unwrap();
+        let distros: Vec<&str> = rebuilds.iter().map(|build| build.distro.as_str()).collect();
+        assert_eq!(distros, ["ubuntu-24.04-noble"]);
+        // A rebuild reclaimed after its marker is done too, not a second interruption.
+        let builds = [build("ubuntu-24.04-noble", "i-00000004", Some("i-00000002"))];
+        assert!(
+            rebuilds_of(&builds, &["i-00000004"], &["i-00000004"])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_rebuild_is_not_rebuilt_again() {
-        let version: Version = "4.168.2".parse().unwrap();
         let builds = [
             build("debian-12-bookworm", "i-00000001", None),
             build("ubuntu-24.04-noble", "i-00000004", Some("i-00000002")),
         ];
-        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001", "i-00000004"])).unwrap_err();
+        let error = rebuilds_of(&builds, &["i-00000001", "i-00000004"], &[]).unwrap_err();
         assert_eq!(error.error_type(), "BuildFailed");
         let message = error.to_string();
         assert!(
@@ -442,14 +505,13 @@ mod tests {
 
     #[test]
     fn an_interrupted_instance_of_no_build_is_invalid_input() {
-        let version: Version = "4.168.2".parse().unwrap();
         let builds = [build("debian-12-bookworm", "i-00000001", None)];
-        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001", "i-0000000f"])).unwrap_err();
+        let error = rebuilds_of(&builds, &["i-00000001", "i-0000000f"], &[]).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
         assert!(error.to_string().contains("`interruptedInstances[1]`"), "{error}");
         // The replaced worker is no longer one of the builds' either.
         let builds = [build("debian-12-bookworm", "i-00000004", Some("i-00000001"))];
-        let error = plan_rebuilds(&version, &builds, &ids(&["i-00000001"])).unwrap_err();
+        let error = rebuilds_of(&builds, &["i-00000001"], &[]).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
     }
 

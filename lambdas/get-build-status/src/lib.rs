@@ -39,6 +39,7 @@ use pipeline_core::launch::{DistroBuild, read_builds};
 use pipeline_core::layout::{
     JobKind, REPOSITORY_KEYRING_KEY, log_key, log_prefix, marker_key, pool_directory, public_source_key,
 };
+use pipeline_core::marker::{Marker, parse_marker};
 use pipeline_core::s3::Buckets;
 use pipeline_core::{Distro, InstanceId, ObjectKey, PackagingBranch, Payload, PipelineError, S3Location, Version};
 use serde::{Deserialize, Serialize};
@@ -106,36 +107,6 @@ impl ArtifactStatus {
     }
 }
 
-/// A success marker, as the workers write it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Marker {
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub distro: Option<String>,
-    #[serde(default)]
-    pub package_version: Option<String>,
-    /// The worker instance that wrote it.
-    #[serde(default)]
-    pub instance: Option<String>,
-    /// The execution that started that worker (empty for a hand invocation).
-    #[serde(default)]
-    pub execution_name: Option<String>,
-    pub files: Vec<MarkerFile>,
-}
-
-impl Marker {
-    /// Who wrote it, for messages: `i-… (execution …)`.
-    fn writer(&self) -> String {
-        let instance = self.instance.as_deref().unwrap_or("an unknown instance");
-        match self.execution_name.as_deref().filter(|name| !name.is_empty()) {
-            Some(execution) => format!("{instance} (execution {execution})"),
-            None => instance.to_string(),
-        }
-    }
-}
-
 /// The repository update's success marker: for each distro, the build it published and the
 /// suites (`debian/bookworm`, …) it went to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -148,18 +119,6 @@ pub struct UpdateMarker {
 pub struct PublishedBuild {
     pub instance: String,
     pub suites: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct MarkerFile {
-    pub name: String,
-    #[serde(default)]
-    pub sha256: Option<String>,
-}
-
-/// Reads a marker; what is wrong with it becomes the artifact's `problem`.
-pub fn parse_marker(bytes: &[u8]) -> Result<Marker, String> {
-    serde_json::from_slice(bytes).map_err(|error| format!("the success marker is not valid: {error}"))
 }
 
 /// The keys of a distro's `.deb` files in the apt pool of the downloads bucket, from the
@@ -192,7 +151,7 @@ pub fn pool_keys(version: &Version, distro: &Distro, marker: &Marker) -> Result<
 /// marker counts when no worker was started for the distro.
 pub fn check_build_identity(marker: &Marker, expected: Option<&InstanceId>) -> Result<(), String> {
     match expected {
-        Some(expected) if marker.instance.as_deref() != Some(expected.as_str()) => Err(format!(
+        Some(expected) if !marker.written_by(expected) => Err(format!(
             "its worker {expected} wrote no success marker; the one there is from the earlier build by {}",
             marker.writer()
         )),
@@ -788,6 +747,7 @@ impl Function for GetBuildStatus {
 
 #[cfg(test)]
 mod tests {
+    use pipeline_core::marker::MarkerFile;
     use serde_json::json;
 
     use super::*;

@@ -9,6 +9,7 @@ pub mod executions;
 pub mod instance;
 pub mod launch;
 pub mod layout;
+pub mod marker;
 pub mod payload;
 pub mod polling;
 pub mod s3;
