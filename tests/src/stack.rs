@@ -15,6 +15,7 @@ use crate::lambda_service::{FunctionSpec, LambdaService, ServiceConfig};
 use crate::machines::REGION;
 use crate::resources::{self, LocalResources};
 use crate::worker::{LocalWorker, WorkerConfig, WorkerRun};
+use pipeline_testing::aws_cli::{self, AwsCliServer};
 use pipeline_testing::http;
 
 use crate::{Context, StackError};
@@ -370,7 +371,9 @@ impl LocalStack {
             ec2: stack.ec2(),
             failing_builds_dir: stack.settings.failing_builds_dir.clone(),
             run_dir,
-            path,
+            // The workers' `aws` commands are forks of one process that imported the CLI
+            // (pipeline_testing::aws_cli): the same CLI, without half a CPU-second of start each.
+            path: AwsCliServer::shared().path_before(&path),
             env: stack.worker_environment(),
             poll_interval: options.poll_interval,
             verbose: options.verbose,
@@ -407,6 +410,10 @@ impl LocalStack {
             ("BUILD_COMMAND", "bin/build-local-packages".into()),
             ("NIGHTLY_SOURCE_REPO_URL", s.staging_repo_url.clone()),
             ("LOCAL_STACK_FAILING_BUILDS", s.failing_builds_dir.display().to_string()),
+            (
+                aws_cli::SOCKET_VARIABLE,
+                AwsCliServer::shared().socket().display().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -3,6 +3,7 @@
 //! run side by side under one harness (the local-stack scenarios a few at a time: a stack waits
 //! for its turn in `LocalStack::start`).
 
+mod aws_cli;
 mod deploy_template;
 mod hostile_inputs;
 mod infra_checks;

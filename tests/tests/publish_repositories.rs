@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use pipeline_testing::aws_cli::AwsCliServer;
 use pipeline_testing::{MotoServer, unique_name};
 use pipeline_tests::{SigningKey, make_signing_key};
 use serde_json::Value;
@@ -202,10 +203,10 @@ impl World {
             std::env::var("PATH").unwrap_or_default()
         );
         let mut command = Command::new("bash");
+        command.arg(repository().join("userdata/update-repos.sh")).env_clear();
+        // The script's `aws` commands are forks of a process that imported the CLI.
+        AwsCliServer::shared().configure(&mut command, &path);
         command
-            .arg(repository().join("userdata/update-repos.sh"))
-            .env_clear()
-            .env("PATH", path)
             .env("HOME", &run_dir)
             .env("LANG", "C.UTF-8")
             .env("GNUPGHOME", run_dir.join("gnupg"))

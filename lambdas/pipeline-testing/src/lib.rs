@@ -8,6 +8,7 @@
 //! In a Lambda crate's tests one server serves a whole test binary; tests stay apart by using
 //! unique resource names (`unique_name`) and only the instances they launched themselves.
 
+pub mod aws_cli;
 pub mod capacity;
 pub mod cloudfront;
 pub mod http;
