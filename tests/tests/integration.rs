@@ -12,4 +12,5 @@ mod local_worker;
 mod operator_cli;
 mod pipeline_end_to_end;
 mod publish_repositories;
+mod run_local;
 mod userdata_scripts;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pipeline_core::Version;
+use pipeline_core::polling::MAX_POLL_LIMIT;
 use pipeline_tests::published::{apt_download, inspect_publication, repository_and_suite};
 use pipeline_tests::{ExecutionOutcome, LocalStack, Options, Progress, StackError, workspace_binary};
 use serde_json::Value;
@@ -140,11 +141,14 @@ async fn follow_with_hhvmctl(
         None => vec!["nightly", "--force"],
         Some(version) => vec!["release", version, "--no-approval"],
     };
+    // One-second polls, as many as the machines accept: a loaded machine's builds and publish
+    // take minutes.
+    let poll_limit = MAX_POLL_LIMIT.to_string();
     args.extend([
         "--poll-interval",
         "1",
         "--poll-limit",
-        "900",
+        &poll_limit,
         "--interval",
         "1",
         "--json",
