@@ -239,23 +239,28 @@ async fn a_spot_launch_refused_for_another_reason_fails_instead_of_falling_back(
     );
 }
 
-#[tokio::test]
-async fn an_interrupted_distro_is_rebuilt_once_on_demand_in_its_place() {
-    let deps = spot_deps().await;
-    let execution = unique_name("exec");
-    let distros = json!(["debian-12-bookworm", "ubuntu-24.04-noble", "debian-11-bullseye"]);
-    let started = handle(&deps, no_fetch, input(&deps, &execution, distros))
-        .await
-        .unwrap();
+/// Starts the builds of `distros` for `execution` on spot capacity and ends every worker, as EC2
+/// ends reclaimed ones (moto cannot say why an instance ended: get-instances-state's tests and
+/// the local stack cover the reason). The first call's output and its workers' IDs.
+async fn builds_whose_workers_ended(deps: &Deps, execution: &str, distros: Value) -> (Value, Vec<String>) {
+    let started = handle(deps, no_fetch, input(deps, execution, distros)).await.unwrap();
     let ids: Vec<String> = serde_json::from_value(started["instances"].clone()).unwrap();
-    // EC2 reclaims noble's instance; the others finish. (moto cannot say why an instance
-    // ended: get-instances-state's tests and the local stack cover the reason.)
     deps.ec2
         .terminate_instances()
         .set_instance_ids(Some(ids.clone()))
         .send()
         .await
         .unwrap();
+    (started, ids)
+}
+
+#[tokio::test]
+async fn an_interrupted_distro_is_rebuilt_once_on_demand_in_its_place() {
+    let deps = spot_deps().await;
+    let execution = unique_name("exec");
+    let distros = json!(["debian-12-bookworm", "ubuntu-24.04-noble", "debian-11-bullseye"]);
+    // EC2 reclaims noble's instance; the others finish.
+    let (started, ids) = builds_whose_workers_ended(&deps, &execution, distros).await;
     let mut finished = started.clone();
     finished["interruptedInstances"] = json!([ids[1]]);
     finished["allInstancesFinished"] = json!(true);
@@ -340,16 +345,7 @@ async fn an_interrupted_worker_that_wrote_its_marker_is_not_rebuilt() {
     let deps = spot_deps().await;
     let execution = unique_name("exec");
     let distros = json!(["debian-12-bookworm", "ubuntu-24.04-noble"]);
-    let started = handle(&deps, no_fetch, input(&deps, &execution, distros))
-        .await
-        .unwrap();
-    let ids: Vec<String> = serde_json::from_value(started["instances"].clone()).unwrap();
-    deps.ec2
-        .terminate_instances()
-        .set_instance_ids(Some(ids.clone()))
-        .send()
-        .await
-        .unwrap();
+    let (started, ids) = builds_whose_workers_ended(&deps, &execution, distros).await;
     // EC2 reclaimed both. bookworm's worker had written its marker (the last thing a build
     // does); noble's marker is an earlier build's, by another instance.
     write_marker(&deps, "debian-12-bookworm", &ids[0]).await;
