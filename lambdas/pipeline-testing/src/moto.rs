@@ -17,6 +17,42 @@ use crate::{HarnessError, free_port, http, sdk_config_for};
 /// models before it listens, a few seconds on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often `MotoServer::start` tries a new port for a server that exited before it answered.
+const START_ATTEMPTS: usize = 3;
+
+/// How a start failed: the server exited before it answered (its port may have been taken,
+/// worth another port), or anything else.
+enum Start {
+    Exited(HarnessError),
+    Failed(HarnessError),
+}
+
+/// Whether moto answers on `port`: its own API's data document, 200. Another server that took
+/// the port answers something else, or nothing.
+fn moto_answers(port: u16) -> bool {
+    matches!(
+        http::request(port, "GET", "/moto-api/data.json", b"", Duration::from_secs(5)),
+        Ok(response) if response.status == 200
+    )
+}
+
+/// A new command with `command`'s program, arguments, environment and working directory
+/// (`Command` cannot be cloned, and a spawned one cannot be run again).
+fn copy_of(command: &Command) -> Command {
+    let mut copy = Command::new(command.get_program());
+    copy.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => copy.env(key, value),
+            None => copy.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        copy.current_dir(dir);
+    }
+    copy
+}
+
 /// A moto server started by this process; stopped by `stop()`, when dropped, or when this
 /// process ends.
 pub struct MotoServer {
@@ -51,29 +87,44 @@ impl MotoServer {
     }
 
     /// Starts `command` (a `moto_server`-compatible command line, without host and port) on a
-    /// free port with its output in `log`, and waits until it answers. The error names the
-    /// server and quotes the end of its log.
-    pub fn start(name: &str, mut command: Command, log: &Path) -> Result<MotoServer, HarnessError> {
-        let port = free_port();
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| HarnessError(format!("create {}: {e}", parent.display())))?;
+    /// free port with its output in `log`, and waits until it answers. A port is free only when
+    /// `free_port` picks it: another process of the test run may bind it first, and moto then
+    /// exits (address in use), so a server that exits before it answers is started again on
+    /// another port, up to `START_ATTEMPTS` times. The error names the server and quotes the
+    /// end of its log.
+    pub fn start(name: &str, command: Command, log: &Path) -> Result<MotoServer, HarnessError> {
+        let mut attempt = 1;
+        loop {
+            match MotoServer::start_on_free_port(name, copy_of(&command), log) {
+                Err(Start::Exited(_)) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(Start::Exited(error) | Start::Failed(error)) => return Err(error),
+                Ok(server) => return Ok(server),
+            }
         }
-        let file = std::fs::File::create(log).map_err(|e| HarnessError(format!("create {}: {e}", log.display())))?;
+    }
+
+    fn start_on_free_port(name: &str, mut command: Command, log: &Path) -> Result<MotoServer, Start> {
+        let port = free_port();
+        let failed = |message: String| Start::Failed(HarnessError(message));
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed(format!("create {}: {e}", parent.display())))?;
+        }
+        let file = std::fs::File::create(log).map_err(|e| failed(format!("create {}: {e}", log.display())))?;
         let duplicate = file
             .try_clone()
-            .map_err(|e| HarnessError(format!("duplicate the handle of {}: {e}", log.display())))?;
+            .map_err(|e| failed(format!("duplicate the handle of {}: {e}", log.display())))?;
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(duplicate)
             .stderr(file);
-        let mut process = GroupProcess::spawn(name, command)?;
+        let mut process = GroupProcess::spawn(name, command).map_err(Start::Failed)?;
         let deadline = Instant::now() + START_TIMEOUT;
-        while !http::answers(port, "/moto-api/data.json") {
-            let failure = if let Some(status) = process.exited() {
-                format!("exited ({status})")
+        while !moto_answers(port) {
+            let (exited, failure) = if let Some(status) = process.exited() {
+                (true, format!("exited ({status})"))
             } else if Instant::now() > deadline {
-                format!("did not answer within {} s", START_TIMEOUT.as_secs())
+                (false, format!("did not answer within {} s", START_TIMEOUT.as_secs()))
             } else {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
@@ -81,11 +132,16 @@ impl MotoServer {
             process.stop();
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            return Err(HarnessError(format!(
+            let error = HarnessError(format!(
                 "{name} on port {port} {failure}; the end of {}:\n{}",
                 log.display(),
                 lines[lines.len().saturating_sub(30)..].join("\n")
-            )));
+            ));
+            return Err(if exited {
+                Start::Exited(error)
+            } else {
+                Start::Failed(error)
+            });
         }
         Ok(MotoServer {
             process: Mutex::new(process),
@@ -160,4 +216,53 @@ fn moto_executable() -> PathBuf {
          or set MOTO_SERVER to a moto_server executable",
         venv.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn a_server_that_exits_before_it_answers_is_started_again_on_another_port() {
+        let dir = std::env::temp_dir().join(crate::unique_name("moto-restart"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tried = dir.join("tried");
+        // Exits at once the first time, as moto does when its port was taken; then is moto.
+        let mut command = Command::new("bash");
+        command
+            .args([
+                "-c",
+                r#"[ -e "$TRIED" ] || { touch "$TRIED"; exit 98; }; exec "$0" "$@""#,
+            ])
+            .arg(moto_executable())
+            .env("TRIED", &tried);
+        let server = MotoServer::start("moto (exits once)", command, &dir.join("moto.log")).unwrap();
+        assert!(tried.exists(), "the first start ran and exited");
+        assert!(moto_answers(server.port()));
+        server.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_server_on_the_port_is_not_moto() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let body = r#"{"errorType":"InvalidRequest","errorMessage":"no such Runtime API endpoint"}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        assert!(http::answers(port, "/moto-api/data.json"), "it answers HTTP");
+        assert!(!moto_answers(port), "but it is not moto");
+    }
 }
