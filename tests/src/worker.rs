@@ -134,7 +134,8 @@ pub(crate) struct WorkerConfig {
     /// The failure knobs' directory (`LOCAL_STACK_FAILING_BUILDS` of the scripts).
     pub failing_builds_dir: PathBuf,
     pub run_dir: PathBuf,
-    /// Directories searched after the stubs (the venv's `bin` first).
+    /// Directories searched after the stubs (the served AWS CLI's `tests/aws-cli/bin` first, then
+    /// the venv's `bin`).
     pub path: String,
     /// Environment of every script besides the per-instance paths.
     pub env: Vec<(String, String)>,
