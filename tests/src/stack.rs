@@ -17,6 +17,7 @@ use crate::resources::{self, LocalResources};
 use crate::worker::{LocalWorker, WorkerConfig, WorkerRun};
 use pipeline_testing::aws_cli::{self, AwsCliServer};
 use pipeline_testing::http;
+use pipeline_testing::process::last_lines_of;
 
 use crate::{Context, StackError};
 
@@ -175,12 +176,6 @@ pub fn arm64_package_build() -> Vec<&'static str> {
         "--workspace",
     ];
     [&package[..], &NOT_FUNCTIONS].concat()
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Fails naming every tool that is missing, and how to get it.
@@ -812,7 +807,7 @@ fn build_workspace(root: &Path, path: &str, arguments: &[&str], log: &Path) -> R
             "cargo {} failed ({status}); the end of {}:\n{}",
             arguments.join(" "),
             log.display(),
-            tail(log, 30)
+            last_lines_of(log, 30)
         )));
     }
     Ok(())

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 use pipeline_testing::aws_cli::AwsCliServer;
 use pipeline_testing::{MotoServer, unique_name};
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use pipeline_tests::workspace_root;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cli {
@@ -43,7 +40,7 @@ fn command(cli: Cli, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Comma
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .envs(extra.iter().copied());
-    let path = format!("{}:/usr/bin:/bin", repository().join(".venv/bin").display());
+    let path = format!("{}:/usr/bin:/bin", workspace_root().join(".venv/bin").display());
     match cli {
         Cli::Real => {
             command.env("PATH", path);

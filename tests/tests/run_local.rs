@@ -2,14 +2,15 @@
 //! builds, starts the local stack, starts today's nightly with hhvmctl and follows it, shows
 //! what was published, proves it installable with apt-get and stops everything.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use pipeline_core::Version;
+use pipeline_testing::process::last_lines;
+use pipeline_tests::workspace_root;
 
 #[test]
 fn bin_run_local_publishes_todays_nightly_and_apt_gets_it() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let output = Command::new(root.join("bin/run-local"))
         .current_dir(&root)
         .stdin(Stdio::null())
@@ -20,8 +21,7 @@ fn bin_run_local_publishes_todays_nightly_and_apt_gets_it() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let lines: Vec<&str> = printed.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    let tail = last_lines(&printed, 40);
     assert!(output.status.success(), "bin/run-local: {}\n{tail}", output.status);
     let works = printed
         .lines()

@@ -10,9 +10,9 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::HarnessError;
 use crate::process::GroupProcess;
@@ -52,38 +52,22 @@ impl AwsCliServer {
         let socket = dir.join("socket");
         let _ = std::fs::remove_file(&socket);
         let log = dir.join("server.log");
-        let file = std::fs::File::create(&log).map_err(|e| HarnessError(format!("create {}: {e}", log.display())))?;
-        let duplicate = file
-            .try_clone()
-            .map_err(|e| HarnessError(format!("duplicate the handle of {}: {e}", log.display())))?;
         let root = workspace_root();
         let mut command = Command::new(root.join(".venv/bin/python"));
         command
             .arg(root.join("tests/aws-cli/server.py"))
             .arg(&socket)
-            .env("HOME", &home)
-            .stdin(Stdio::null())
-            .stdout(duplicate)
-            .stderr(file);
-        let mut process = GroupProcess::spawn("the AWS CLI server", command)?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while UnixStream::connect(&socket).is_err() {
-            let failure = if let Some(status) = process.exited() {
-                format!("exited ({status})")
-            } else if Instant::now() > deadline {
-                format!("did not listen within {} s", START_TIMEOUT.as_secs())
-            } else {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            };
-            process.stop();
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(HarnessError(format!(
-                "the AWS CLI server on {} {failure}; its log {}:\n{text}",
-                socket.display(),
-                log.display()
-            )));
-        }
+            .env("HOME", &home);
+        let mut process = GroupProcess::spawn_logged("the AWS CLI server", command, &log)?;
+        process
+            .wait_until_ready(
+                &format!("the AWS CLI server on {}", socket.display()),
+                || UnixStream::connect(&socket).is_ok(),
+                Duration::from_millis(50),
+                START_TIMEOUT,
+                &log,
+            )
+            .map_err(|not_ready| not_ready.error)?;
         Ok(AwsCliServer {
             process: Mutex::new(process),
             socket,

@@ -4,13 +4,13 @@
 //! (moto with the CloudFormation patches) through `MotoServer::start`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::process::GroupProcess;
+use crate::process::{GroupProcess, NotReady};
 use crate::{HarnessError, free_port, http, sdk_config_for};
 
 /// Plain moto answers within a second or two; server.py imports all of moto's CloudFormation
@@ -19,13 +19,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often `MotoServer::start` tries a new port for a server that exited before it answered.
 const START_ATTEMPTS: usize = 3;
-
-/// How a start failed: the server exited before it answered (its port may have been taken,
-/// worth another port), or anything else.
-enum Start {
-    Exited(HarnessError),
-    Failed(HarnessError),
-}
 
 /// Whether moto answers on `port`: its own API's data document, 200. Another server that took
 /// the port answers something else, or nothing.
@@ -96,53 +89,25 @@ impl MotoServer {
         let mut attempt = 1;
         loop {
             match MotoServer::start_on_free_port(name, copy_of(&command), log) {
-                Err(Start::Exited(_)) if attempt < START_ATTEMPTS => attempt += 1,
-                Err(Start::Exited(error) | Start::Failed(error)) => return Err(error),
+                Err(NotReady { exited: true, .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(NotReady { error, .. }) => return Err(error),
                 Ok(server) => return Ok(server),
             }
         }
     }
 
-    fn start_on_free_port(name: &str, mut command: Command, log: &Path) -> Result<MotoServer, Start> {
+    fn start_on_free_port(name: &str, mut command: Command, log: &Path) -> Result<MotoServer, NotReady> {
         let port = free_port();
-        let failed = |message: String| Start::Failed(HarnessError(message));
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| failed(format!("create {}: {e}", parent.display())))?;
-        }
-        let file = std::fs::File::create(log).map_err(|e| failed(format!("create {}: {e}", log.display())))?;
-        let duplicate = file
-            .try_clone()
-            .map_err(|e| failed(format!("duplicate the handle of {}: {e}", log.display())))?;
-        command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(duplicate)
-            .stderr(file);
-        let mut process = GroupProcess::spawn(name, command).map_err(Start::Failed)?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !moto_answers(port) {
-            let (exited, failure) = if let Some(status) = process.exited() {
-                (true, format!("exited ({status})"))
-            } else if Instant::now() > deadline {
-                (false, format!("did not answer within {} s", START_TIMEOUT.as_secs()))
-            } else {
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            };
-            process.stop();
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let error = HarnessError(format!(
-                "{name} on port {port} {failure}; the end of {}:\n{}",
-                log.display(),
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            ));
-            return Err(if exited {
-                Start::Exited(error)
-            } else {
-                Start::Failed(error)
-            });
-        }
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let failed = |error| NotReady { exited: false, error };
+        let mut process = GroupProcess::spawn_logged(name, command, log).map_err(failed)?;
+        process.wait_until_ready(
+            &format!("{name} on port {port}"),
+            || moto_answers(port),
+            Duration::from_millis(100),
+            START_TIMEOUT,
+            log,
+        )?;
         Ok(MotoServer {
             process: Mutex::new(process),
             port,

@@ -3,7 +3,8 @@
 //! its tools as grandchildren), and none outliving the process that started it.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,6 +59,71 @@ impl GroupProcess {
         signal_group(self.pid(), libc::SIGKILL);
         let _ = self.child.wait();
     }
+}
+
+/// Why a started server is not ready (`GroupProcess::wait_until_ready`).
+pub struct NotReady {
+    /// Whether it exited (it may be worth starting again) rather than running out of time.
+    pub exited: bool,
+    pub error: HarnessError,
+}
+
+impl GroupProcess {
+    /// Starts `command` as the leader of a new process group with no input and its output and
+    /// errors in `log` (created anew, with its directory).
+    pub fn spawn_logged(name: &str, mut command: Command, log: &Path) -> Result<GroupProcess, HarnessError> {
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| HarnessError(format!("create {}: {e}", parent.display())))?;
+        }
+        let file = std::fs::File::create(log).map_err(|e| HarnessError(format!("create {}: {e}", log.display())))?;
+        let duplicate = file
+            .try_clone()
+            .map_err(|e| HarnessError(format!("duplicate the handle of {}: {e}", log.display())))?;
+        command.stdin(Stdio::null()).stdout(duplicate).stderr(file);
+        GroupProcess::spawn(name, command)
+    }
+
+    /// Waits until `ready()` holds, asking every `every`. If the process exits first, or
+    /// `timeout` passes, it is stopped and the error names `what` and quotes the end of `log`.
+    pub fn wait_until_ready(
+        &mut self,
+        what: &str,
+        ready: impl Fn() -> bool,
+        every: Duration,
+        timeout: Duration,
+        log: &Path,
+    ) -> Result<(), NotReady> {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            let (exited, failure) = if let Some(status) = self.exited() {
+                (true, format!("exited ({status})"))
+            } else if Instant::now() > deadline {
+                (false, format!("was not ready within {} s", timeout.as_secs()))
+            } else {
+                std::thread::sleep(every);
+                continue;
+            };
+            self.stop();
+            let error = HarnessError(format!(
+                "{what} {failure}; the end of {}:\n{}",
+                log.display(),
+                last_lines_of(log, 30)
+            ));
+            return Err(NotReady { exited, error });
+        }
+        Ok(())
+    }
+}
+
+/// The last `count` lines of `text`.
+pub fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// The last `count` lines of the file at `path`; empty when it cannot be read.
+pub fn last_lines_of(path: &Path, count: usize) -> String {
+    last_lines(&std::fs::read_to_string(path).unwrap_or_default(), count)
 }
 
 /// Runs `program` with `args` and `stdin` to its end; its standard output. A program that

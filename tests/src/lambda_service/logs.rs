@@ -68,8 +68,7 @@ impl FunctionLog {
             let _ = file.read_to_end(&mut bytes);
             text = String::from_utf8_lossy(&bytes).into_owned();
         }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        pipeline_testing::process::last_lines(&text, TAIL_LINES)
     }
 }
 
