@@ -261,7 +261,14 @@ impl LocalStack {
 
         // moto's Step Functions engine sends its service calls (Lambda invocations) to
         // localhost:$MOTO_PORT: the Lambda service, which passes everything else back to moto.
-        let lambda_port = pipeline_testing::free_port();
+        // Bound now, served once the functions start: moto needs the port first, and a port
+        // only picked here could be taken by another process of the test run meanwhile.
+        let lambda_listener =
+            std::net::TcpListener::bind(("127.0.0.1", 0)).context("listen on a free port of 127.0.0.1")?;
+        let lambda_port = lambda_listener
+            .local_addr()
+            .context("read the Lambda service's port")?
+            .port();
         say("starting moto with the template's resource types (moto.log)");
         let moto = deploy::start_moto(
             &root,
@@ -331,7 +338,7 @@ impl LocalStack {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let mut service = ServiceConfig::new(functions, common_environment, moto.port(), run_dir.join("lambdas"));
-        service.port = lambda_port;
+        service.listener = Some(lambda_listener);
         let lambdas = LambdaService::start(service).await?;
         let rules = events::execution_rules(&root, &endpoint)?;
         say(&format!(

@@ -63,7 +63,7 @@ pub struct ColdStart {
 }
 
 /// What to serve, and where.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServiceConfig {
     pub functions: Vec<FunctionSpec>,
     /// Added to every function's environment (endpoint, credentials, region, log format).
@@ -71,8 +71,10 @@ pub struct ServiceConfig {
     /// Where requests other than invocations go (moto).
     pub upstream_port: u16,
     pub log_dir: PathBuf,
-    /// The port to listen on; 0 picks a free one (see `LambdaService::port`).
-    pub port: u16,
+    /// The socket to serve on, bound by the caller (who needed its port before the service
+    /// could start: a port only picked and bound later may be taken meanwhile); `None` binds a
+    /// free one (see `LambdaService::port`).
+    pub listener: Option<std::net::TcpListener>,
     /// How long a process may take from its start to its first `/next`.
     pub init_timeout: Duration,
     /// How long an invocation may run before it fails with `Sandbox.Timedout` and its
@@ -93,7 +95,7 @@ impl ServiceConfig {
             common_environment,
             upstream_port,
             log_dir,
-            port: 0,
+            listener: None,
             init_timeout: Duration::from_secs(30),
             invocation_timeout: Duration::from_secs(900),
         }
@@ -116,15 +118,19 @@ impl LambdaService {
     ///
     /// The service runs on a thread and runtime of its own, so it serves whatever the caller's
     /// runtime is doing (a blocking call, a current-thread test).
-    pub async fn start(config: ServiceConfig) -> Result<LambdaService, StackError> {
+    pub async fn start(mut config: ServiceConfig) -> Result<LambdaService, StackError> {
         let mut names = HashSet::new();
         if let Some(twice) = config.functions.iter().find(|f| !names.insert(f.name.as_str())) {
             return Err(StackError(format!("function {} is configured twice", twice.name)));
         }
         std::fs::create_dir_all(&config.log_dir).context(format!("create {}", config.log_dir.display()))?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))
-            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-            .context(format!("listen on 127.0.0.1:{}", config.port))?;
+        let listener = match config.listener.take() {
+            Some(listener) => listener,
+            None => std::net::TcpListener::bind(("127.0.0.1", 0)).context("listen on a free port of 127.0.0.1")?,
+        };
+        listener
+            .set_nonblocking(true)
+            .context("make the service's socket non-blocking")?;
         let port = listener.local_addr().context("read the service's port")?.port();
         let shared = Arc::new(Shared {
             common_environment: config.common_environment.clone(),
