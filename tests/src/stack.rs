@@ -41,6 +41,11 @@ pub struct Options {
     /// Fault injection: machines deployed with a shorter `TimeoutSeconds` (name → seconds), so
     /// that an execution times out within a test. Empty: the definitions' own limits.
     pub time_limits: BTreeMap<String, u64>,
+    /// The stack's scenario spends most of its time waiting for a limit (a poll limit, a time
+    /// limit) with a worker that never finishes: it takes one of `WAITING_STACKS_AT_ONCE` turns
+    /// instead of a busy stack's, so that it neither waits behind busy stacks nor holds one of
+    /// their turns while it idles.
+    pub mostly_waits: bool,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             build: true,
             release: false,
             time_limits: BTreeMap::new(),
+            mostly_waits: false,
         }
     }
 }
@@ -116,10 +122,19 @@ pub struct LocalStack {
 /// workers' tools), so a few share 2 cores well, but many would stretch each other's runs.
 pub const DEFAULT_STACKS_AT_ONCE: usize = 4;
 
-/// The turns of this process's stacks: `LocalStack::start` waits for one.
-fn stack_turns() -> &'static tokio::sync::Semaphore {
-    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| {
+/// How many stacks whose scenario mostly waits (`Options::mostly_waits`) run at once, besides
+/// the others: each needs little CPU after its first workers, but holds its turn for minutes.
+pub const WAITING_STACKS_AT_ONCE: usize = 2;
+
+/// The turns of this process's stacks: `LocalStack::start` waits for one of the busy stacks'
+/// turns, or of the waiting stacks' (`mostly_waits`).
+fn stack_turns(mostly_waits: bool) -> &'static tokio::sync::Semaphore {
+    static BUSY: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    static WAITING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    if mostly_waits {
+        return WAITING.get_or_init(|| tokio::sync::Semaphore::new(WAITING_STACKS_AT_ONCE));
+    }
+    BUSY.get_or_init(|| {
         let at_once = std::env::var("LOCAL_STACKS_AT_ONCE")
             .ok()
             .and_then(|value| value.parse().ok())
@@ -213,7 +228,7 @@ impl LocalStack {
     /// Starts everything (see docs/local-stack.md for the order) and returns once the Lambdas
     /// and the local worker are ready.
     pub async fn start(options: Options) -> Result<LocalStack, StackError> {
-        let turn = stack_turns()
+        let turn = stack_turns(options.mostly_waits)
             .acquire()
             .await
             .expect("the stacks' semaphore is never closed");

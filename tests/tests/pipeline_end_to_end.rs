@@ -9,7 +9,8 @@
 //! no worker and no child execution running.
 //!
 //! Each scenario starts its own stack (its worker is a task of the scenario's runtime); the
-//! process runs a few stacks at once (`LocalStack::start` waits for a turn).
+//! process runs a few stacks at once (`LocalStack::start` waits for a turn; the two scenarios
+//! that wait for a limit take theirs among the stacks that mostly wait, `Options::mostly_waits`).
 //! Time bounds are only timeouts, far above what a run takes; nothing asserts a duration.
 
 use std::collections::BTreeMap;
@@ -30,7 +31,11 @@ const DISTROS: [&str; 2] = ["debian-12-bookworm", "ubuntu-24.04-noble"];
 
 /// The stack deployed from infra/template.yaml: its machines are the ones the scenarios run.
 async fn start_stack() -> LocalStack {
-    let stack = LocalStack::start(Options::default())
+    start_stack_with(Options::default()).await
+}
+
+async fn start_stack_with(options: Options) -> LocalStack {
+    let stack = LocalStack::start(options)
         .await
         .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
     assert_eq!(
@@ -849,7 +854,11 @@ async fn a_run_stopped_by_hand_mid_build_leaves_no_worker_and_no_child_running()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_terminated() {
     let started = Instant::now();
-    let mut stack = start_stack().await;
+    let mut stack = start_stack_with(Options {
+        mostly_waits: true,
+        ..Options::default()
+    })
+    .await;
     let version = "4.168.5";
     let hanging = "ubuntu-24.04-noble";
     stack.hang_builds_of(hanging, version).expect("set the hang knob");
@@ -926,11 +935,10 @@ async fn a_launcher_that_times_out_after_launching_and_a_run_past_its_time_limit
     let time_limit = 150;
     let options = Options {
         time_limits: [("hhvm-build".to_string(), time_limit)].into(),
+        mostly_waits: true,
         ..Options::default()
     };
-    let mut stack = LocalStack::start(options)
-        .await
-        .unwrap_or_else(|error| panic!("the local stack starts: {error}"));
+    let mut stack = start_stack_with(options).await;
     let version = "4.168.6";
     let hanging = "ubuntu-24.04-noble";
     stack.hang_builds_of(hanging, version).expect("set the hang knob");
