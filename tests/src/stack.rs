@@ -120,7 +120,7 @@ pub struct LocalStack {
 /// How many local stacks one process runs at once unless `LOCAL_STACKS_AT_ONCE` says otherwise.
 /// Each runs its own moto, Lambda service and workers; a stack mostly waits (on polls, on its
 /// workers' tools), so a few share 2 cores well, but many would stretch each other's runs.
-pub const DEFAULT_STACKS_AT_ONCE: usize = 4;
+pub const DEFAULT_STACKS_AT_ONCE: usize = 5;
 
 /// How many stacks whose scenario mostly waits (`Options::mostly_waits`) run at once, besides
 /// the others: each needs little CPU after its first workers, but holds its turn for minutes.

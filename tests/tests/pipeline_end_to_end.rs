@@ -864,10 +864,13 @@ async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_term
     stack.hang_builds_of(hanging, version).expect("set the hang knob");
 
     // Enough polls for the source tarball and the other distro on a loaded machine (the source
-    // tarball's worker has taken 94 s with the whole suite running on 2 cores), not for a
-    // worker that never finishes: the loop gives up at pollLimit and the Catch path cleans up.
+    // tarball's worker has taken 94 s with the whole suite running on 2 cores; this scenario
+    // starts with the suite's busiest minute), not for a worker that never finishes: the loop
+    // gives up at pollLimit and the Catch path cleans up. Waiting costs the suite little: the
+    // scenario has a waiting stack's turn.
+    let polls = 180;
     let mut input = polling(json!({"version": version, "distros": DISTROS}));
-    input["pollLimit"] = json!(120);
+    input["pollLimit"] = json!(polls);
     let (outcome, _) = run(&stack, "hhvm-build", "out-of-polls", input).await;
     assert_eq!(
         (outcome.status.as_str(), outcome.error.as_deref()),
@@ -879,7 +882,7 @@ async fn a_worker_that_never_finishes_ends_the_run_at_its_poll_limit_and_is_term
             .cause
             .as_deref()
             .unwrap_or("")
-            .contains("builds: still not finished after 120 polls"),
+            .contains(&format!("builds: still not finished after {polls} polls")),
         "{outcome:?}"
     );
     let hung: Vec<String> = binary_package_workers(&stack)
@@ -930,9 +933,10 @@ async fn last_state_entered(stack: &LocalStack, arn: &str) -> Option<String> {
 async fn a_launcher_that_times_out_after_launching_and_a_run_past_its_time_limit_leave_nothing_running() {
     let started = Instant::now();
     // Long enough for the source tarball and the builds to start on a loaded machine (the
-    // source tarball's worker has taken 94 s with the whole suite running on 2 cores), far
-    // shorter than a worker that never finishes.
-    let time_limit = 150;
+    // source tarball's worker has taken 94 s with the whole suite running on 2 cores; this
+    // scenario starts with the suite's busiest minute), far shorter than a worker that never
+    // finishes.
+    let time_limit = 210;
     let options = Options {
         time_limits: [("hhvm-build".to_string(), time_limit)].into(),
         mostly_waits: true,
