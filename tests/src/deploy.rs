@@ -31,6 +31,7 @@ pub use pipeline_testing::MotoServer;
 
 use crate::machines::REGION;
 use crate::{Context, StackError};
+use pipeline_testing::aws_cli::{AwsCliServer, SOCKET_VARIABLE};
 
 /// Where the translation points every function's code (`s3://<bucket>/<binary name>.zip`).
 pub const CODE_BUCKET: &str = "hhvm-pipeline-artifacts";
@@ -109,9 +110,12 @@ pub fn start_moto(root: &Path, log: &Path, env: &[(&str, String)]) -> Result<Mot
     Ok(MotoServer::start("moto (tests/moto/server.py)", command, log)?)
 }
 
-/// Runs the venv's AWS CLI (v1) against `endpoint` with moto's test credentials; returns stdout.
+/// Runs the venv's AWS CLI (v1) against `endpoint` with moto's test credentials, through the
+/// process's `AwsCliServer` (`<root>/tests/aws-cli/bin/aws`: a stack's deploy and fixtures run
+/// dozens of commands); returns stdout.
 pub fn aws_cli(root: &Path, endpoint: &str, args: &[&str]) -> Result<String, StackError> {
-    let output = Command::new(root.join(".venv/bin/aws"))
+    let output = Command::new(root.join("tests/aws-cli/bin/aws"))
+        .env(SOCKET_VARIABLE, AwsCliServer::shared().socket())
         .args(args)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")

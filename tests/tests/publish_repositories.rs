@@ -342,7 +342,8 @@ impl Drop for World {
 }
 
 fn aws_sdk_secretsmanager_put(moto: &MotoServer, id: &str, value: &str) -> Output {
-    Command::new(repository().join(".venv/bin/aws"))
+    AwsCliServer::shared()
+        .aws()
         .args([
             "secretsmanager",
             "create-secret",

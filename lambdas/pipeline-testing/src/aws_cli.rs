@@ -83,6 +83,14 @@ impl AwsCliServer {
         format!("{}:{path}", workspace_root().join("tests/aws-cli/bin").display())
     }
 
+    /// An `aws` command run through this server, for a test's own calls (its arguments and
+    /// environment are the caller's to add): `.venv/bin/aws`'s answers, without its imports.
+    pub fn aws(&self) -> Command {
+        let mut command = Command::new(workspace_root().join("tests/aws-cli/bin/aws"));
+        command.env(SOCKET_VARIABLE, &self.socket);
+        command
+    }
+
     /// Makes `command` run its `aws` commands through this server: PATH as `path` with the
     /// server's `aws` first, and the socket named.
     pub fn configure(&self, command: &mut Command, path: &str) {

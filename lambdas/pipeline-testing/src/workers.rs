@@ -30,8 +30,8 @@ pub fn create_instance_profile(name: &str) {
     if created.get_or_insert_with(HashSet::new).contains(name) {
         return;
     }
-    let aws = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/aws");
-    let output = std::process::Command::new(aws)
+    let output = crate::aws_cli::AwsCliServer::shared()
+        .aws()
         .args(["iam", "create-instance-profile", "--instance-profile-name", name])
         .args([
             "--endpoint-url",
