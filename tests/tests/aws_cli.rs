@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pipeline_testing::aws_cli::AwsCliServer;
@@ -20,6 +21,13 @@ enum Cli {
     Real,
     /// `tests/aws-cli/bin/aws` with the shared server.
     Served,
+}
+
+/// The checks' own moto: the hostile corpus (`hostile_inputs::`) watches every bucket of the
+/// shared one for changes while it runs.
+fn moto() -> &'static MotoServer {
+    static SERVER: OnceLock<MotoServer> = OnceLock::new();
+    SERVER.get_or_init(|| MotoServer::start_plain("aws-cli-checks").unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// `aws ARGS` as a script runs it: a clean environment with moto's endpoint and `extra`, in
@@ -35,7 +43,7 @@ fn command(cli: Cli, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Comma
         .env_clear()
         .env("HOME", dir)
         .env("LANG", "C.UTF-8")
-        .env("AWS_ENDPOINT_URL", MotoServer::shared().endpoint())
+        .env("AWS_ENDPOINT_URL", moto().endpoint())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_DEFAULT_REGION", "us-east-1")

@@ -114,6 +114,8 @@ async fn every_hostile_payload_is_refused_with_a_typed_error_and_changes_nothing
 
 async fn run_corpus() {
     let started = Instant::now();
+    // The shared moto: no other test of this process may write to it (the snapshots compare
+    // every bucket, instance and execution in it); those that need a moto start their own.
     let sdk_config = MotoServer::shared().sdk_config().await;
     let mut world = World::seed(&sdk_config).await;
     let handlers = handlers(&world.environment, &world.requests.counting(&sdk_config));

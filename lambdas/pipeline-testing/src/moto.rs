@@ -65,6 +65,14 @@ impl MotoServer {
         })
     }
 
+    /// A plain `moto_server` of the caller's own (its log named after `label`), for tests whose
+    /// writes must not show in another test's view of the shared server: the hostile corpus
+    /// checks that nothing at all changed in it.
+    pub fn start_plain(label: &str) -> Result<MotoServer, HarnessError> {
+        let log = std::env::temp_dir().join(format!("moto-server-{}-{label}.log", std::process::id()));
+        MotoServer::start(&format!("moto_server ({label})"), Command::new(moto_executable()), &log)
+    }
+
     /// A second plain `moto_server` of this process, with Step Functions executing the machines'
     /// ASL (execute mode, which must be on before the first state machine is created; the shared
     /// server's tests expect executions that stay where they were started).
