@@ -31,7 +31,7 @@ pub use pipeline_testing::MotoServer;
 
 use crate::machines::REGION;
 use crate::{Context, StackError};
-use pipeline_testing::aws_cli::{AwsCliServer, SOCKET_VARIABLE};
+use pipeline_testing::aws_cli::AwsCliServer;
 
 /// Where the translation points every function's code (`s3://<bucket>/<binary name>.zip`).
 pub const CODE_BUCKET: &str = "hhvm-pipeline-artifacts";
@@ -111,11 +111,11 @@ pub fn start_moto(root: &Path, log: &Path, env: &[(&str, String)]) -> Result<Mot
 }
 
 /// Runs the venv's AWS CLI (v1) against `endpoint` with moto's test credentials, through the
-/// process's `AwsCliServer` (`<root>/tests/aws-cli/bin/aws`: a stack's deploy and fixtures run
-/// dozens of commands); returns stdout.
-pub fn aws_cli(root: &Path, endpoint: &str, args: &[&str]) -> Result<String, StackError> {
-    let output = Command::new(root.join("tests/aws-cli/bin/aws"))
-        .env(SOCKET_VARIABLE, AwsCliServer::shared().socket())
+/// process's `AwsCliServer` (a stack's deploy and fixtures run dozens of commands); returns
+/// stdout.
+pub fn aws_cli(endpoint: &str, args: &[&str]) -> Result<String, StackError> {
+    let output = AwsCliServer::shared()
+        .aws()
         .args(args)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -134,10 +134,10 @@ pub fn aws_cli(root: &Path, endpoint: &str, args: &[&str]) -> Result<String, Sta
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-fn aws_json(root: &Path, endpoint: &str, args: &[&str]) -> Result<Value, StackError> {
+fn aws_json(endpoint: &str, args: &[&str]) -> Result<Value, StackError> {
     let mut all = args.to_vec();
     all.extend(["--output", "json"]);
-    let text = aws_cli(root, endpoint, &all)?;
+    let text = aws_cli(endpoint, &all)?;
     serde_json::from_str(&text).context(format!("the JSON of aws {}", args.join(" ")))
 }
 
@@ -192,7 +192,7 @@ pub async fn deploy_template(
     let translated = work_dir.join("template.json");
     translate_template(root, template, &translated)?;
     shorten_time_limits(&translated, time_limits)?;
-    deploy_cloudformation(endpoint, root, &translated, parameters, work_dir).await
+    deploy_cloudformation(endpoint, &translated, parameters, work_dir).await
 }
 
 /// Fault injection: sets the `TimeoutSeconds` of each named machine (`hhvm-build`, …) in the
@@ -262,7 +262,6 @@ pub fn shorten_time_limits(template: &Path, time_limits: &BTreeMap<String, u64>)
 /// failed resource and its reason. `work_dir` receives the parameter file.
 pub async fn deploy_cloudformation(
     endpoint: &str,
-    root: &Path,
     template: &Path,
     parameters: &[(String, String)],
     work_dir: &Path,
@@ -285,7 +284,6 @@ pub async fn deploy_cloudformation(
     let template_arg = format!("file://{}", template.display());
     let parameters_arg = format!("file://{}", parameter_file.display());
     aws_cli(
-        root,
         endpoint,
         &[
             "cloudformation",
@@ -304,8 +302,8 @@ pub async fn deploy_cloudformation(
             "--disable-rollback",
         ],
     )?;
-    let described = wait_for_creation(root, endpoint, STACK_NAME).await?;
-    read_stack(root, endpoint, &described)
+    let described = wait_for_creation(endpoint, STACK_NAME).await?;
+    read_stack(endpoint, &described)
 }
 
 /// Every `(bucket, key)` a function's `Code` refers to.
@@ -431,14 +429,10 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// Waits until stack `name` is no longer being created; returns its description if it reached
 /// CREATE_COMPLETE, else an error with every failed resource and its reason.
-async fn wait_for_creation(root: &Path, endpoint: &str, name: &str) -> Result<Value, StackError> {
+async fn wait_for_creation(endpoint: &str, name: &str) -> Result<Value, StackError> {
     let deadline = Instant::now() + DEPLOY_TIMEOUT;
     loop {
-        let described = aws_json(
-            root,
-            endpoint,
-            &["cloudformation", "describe-stacks", "--stack-name", name],
-        )?;
+        let described = aws_json(endpoint, &["cloudformation", "describe-stacks", "--stack-name", name])?;
         let stack = described["Stacks"][0].clone();
         let status = stack["StackStatus"].as_str().unwrap_or("").to_string();
         let in_progress = status.ends_with("_IN_PROGRESS") || status == "CREATE_PENDING";
@@ -446,7 +440,7 @@ async fn wait_for_creation(root: &Path, endpoint: &str, name: &str) -> Result<Va
             return Ok(stack);
         }
         if !in_progress || Instant::now() > deadline {
-            let failures = failed_resources(root, endpoint, name)?;
+            let failures = failed_resources(endpoint, name)?;
             let when = if in_progress {
                 format!("still {status} after {} s", DEPLOY_TIMEOUT.as_secs())
             } else {
@@ -466,9 +460,8 @@ async fn wait_for_creation(root: &Path, endpoint: &str, name: &str) -> Result<Va
 }
 
 /// `LogicalId (Type): reason` of every failure event of the stack, oldest first.
-fn failed_resources(root: &Path, endpoint: &str, name: &str) -> Result<Vec<String>, StackError> {
+fn failed_resources(endpoint: &str, name: &str) -> Result<Vec<String>, StackError> {
     let events = aws_json(
-        root,
         endpoint,
         &["cloudformation", "describe-stack-events", "--stack-name", name],
     )?;
@@ -493,7 +486,7 @@ fn failed_resources(root: &Path, endpoint: &str, name: &str) -> Result<Vec<Strin
     Ok(failures)
 }
 
-fn read_stack(root: &Path, endpoint: &str, described: &Value) -> Result<DeployedStack, StackError> {
+fn read_stack(endpoint: &str, described: &Value) -> Result<DeployedStack, StackError> {
     let text = |value: &Value| value.as_str().unwrap_or("").to_string();
     let outputs = described["Outputs"]
         .as_array()
@@ -502,7 +495,6 @@ fn read_stack(root: &Path, endpoint: &str, described: &Value) -> Result<Deployed
         .map(|output| (text(&output["OutputKey"]), text(&output["OutputValue"])))
         .collect();
     let listed = aws_json(
-        root,
         endpoint,
         &["cloudformation", "list-stack-resources", "--stack-name", STACK_NAME],
     )?;
@@ -528,7 +520,7 @@ fn read_stack(root: &Path, endpoint: &str, described: &Value) -> Result<Deployed
         })
         .collect();
 
-    let listed_functions = aws_json(root, endpoint, &["lambda", "list-functions"])?;
+    let listed_functions = aws_json(endpoint, &["lambda", "list-functions"])?;
     let mut functions = Vec::new();
     for (logical_id, _, name) in resources.iter().filter(|(_, kind, _)| kind == "AWS::Lambda::Function") {
         let function = listed_functions["Functions"]

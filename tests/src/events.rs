@@ -40,8 +40,8 @@ pub(crate) fn matches(pattern: &Value, event: &Value) -> bool {
 }
 
 /// The rules of the deployed stack whose pattern is on `aws.states`, with their targets.
-pub(crate) fn execution_rules(root: &std::path::Path, endpoint: &str) -> Result<Vec<ExecutionRule>, StackError> {
-    let listed: Value = serde_json::from_str(&deploy::aws_cli(root, endpoint, &["events", "list-rules"])?)
+pub(crate) fn execution_rules(endpoint: &str) -> Result<Vec<ExecutionRule>, StackError> {
+    let listed: Value = serde_json::from_str(&deploy::aws_cli(endpoint, &["events", "list-rules"])?)
         .map_err(|error| StackError(format!("events list-rules answered no JSON: {error}")))?;
     let mut rules = Vec::new();
     for rule in listed["Rules"].as_array().into_iter().flatten() {
@@ -58,7 +58,6 @@ pub(crate) fn execution_rules(root: &std::path::Path, endpoint: &str) -> Result<
         }
         let name = rule["Name"].as_str().unwrap_or_default().to_string();
         let targets: Value = serde_json::from_str(&deploy::aws_cli(
-            root,
             endpoint,
             &["events", "list-targets-by-rule", "--rule", &name],
         )?)

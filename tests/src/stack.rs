@@ -100,7 +100,6 @@ pub struct Invocation {
 
 /// The running local stack. Stopped by `stop()` or when dropped.
 pub struct LocalStack {
-    pub(crate) root: PathBuf,
     run_dir: PathBuf,
     sdk_config: SdkConfig,
     settings: Settings,
@@ -320,7 +319,7 @@ impl LocalStack {
         let settings = settings_of(&deployed, &local, &run_dir)?;
         resources::allow_public_reads(&s3, &settings.downloads_bucket).await?;
         resources::publish_public_key(&s3, &settings.downloads_bucket, &settings.public_key).await?;
-        put_secret_values(&root, &endpoint, &deployed, &local)?;
+        put_secret_values(&endpoint, &deployed, &local)?;
         std::fs::create_dir_all(&settings.failing_builds_dir)
             .context(format!("create {}", settings.failing_builds_dir.display()))?;
 
@@ -355,7 +354,7 @@ impl LocalStack {
         let mut service = ServiceConfig::new(functions, common_environment, moto.port(), run_dir.join("lambdas"));
         service.listener = Some(lambda_listener);
         let lambdas = LambdaService::start(service).await?;
-        let rules = events::execution_rules(&root, &endpoint)?;
+        let rules = events::execution_rules(&endpoint)?;
         say(&format!(
             "delivering the machines' execution ends to {} rule(s) as EventBridge would (events.log)",
             rules.len()
@@ -370,7 +369,6 @@ impl LocalStack {
         );
 
         let mut stack = LocalStack {
-            root,
             run_dir: run_dir.clone(),
             sdk_config,
             settings,
@@ -410,7 +408,7 @@ impl LocalStack {
     /// Runs the venv's AWS CLI against moto (for services without an SDK crate in the
     /// workspace); returns stdout.
     pub fn aws_cli(&self, args: &[&str]) -> Result<String, StackError> {
-        deploy::aws_cli(&self.root, &self.endpoint(), args)
+        deploy::aws_cli(&self.endpoint(), args)
     }
 
     /// What a worker's script sees besides its sandbox paths: the AWS CLI pointed at moto, the
@@ -784,12 +782,7 @@ fn settings_of(deployed: &DeployedStack, local: &LocalResources, run_dir: &Path)
 
 /// The template declares the secrets by name; operators put their values. Here: the run's
 /// signing key, and placeholders for the deploy keys (git ignores SSH for `file://` URLs).
-fn put_secret_values(
-    root: &Path,
-    endpoint: &str,
-    deployed: &DeployedStack,
-    local: &LocalResources,
-) -> Result<(), StackError> {
+fn put_secret_values(endpoint: &str, deployed: &DeployedStack, local: &LocalResources) -> Result<(), StackError> {
     let placeholder = "local stack: no SSH deploy key (the repositories are file:// URLs)";
     for (output_name, value) in [
         ("PackageSigningKeySecretName", local.signing_key.secret_key.as_str()),
@@ -798,7 +791,6 @@ fn put_secret_values(
     ] {
         let secret = output(deployed, output_name)?;
         deploy::aws_cli(
-            root,
             endpoint,
             &[
                 "secretsmanager",

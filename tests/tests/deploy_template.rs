@@ -49,7 +49,7 @@ fn start_moto(dir: &Path) -> MotoServer {
 fn aws(moto: &MotoServer, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--output", "json"]);
-    let text = deploy::aws_cli(&root(), moto.endpoint(), &all).unwrap_or_else(|e| panic!("{e}"));
+    let text = deploy::aws_cli(moto.endpoint(), &all).unwrap_or_else(|e| panic!("{e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("aws {}: {e}: {text}", args.join(" ")))
 }
 
@@ -63,7 +63,7 @@ async fn deploy_fixture(
     dir: &Path,
     pairs: &[(&str, &str)],
 ) -> Result<DeployedStack, String> {
-    deploy::deploy_cloudformation(moto.endpoint(), &root(), &fixture(name), &parameters(pairs), dir)
+    deploy::deploy_cloudformation(moto.endpoint(), &fixture(name), &parameters(pairs), dir)
         .await
         .map_err(|e| e.to_string())
 }
