@@ -48,7 +48,9 @@ pub enum Progress {
     /// A task whose error a `Catch` took, and the run went on: an expected branch (no source
     /// tarball yet) or the way to cleanup. The execution's failure names the one that failed it.
     Caught,
-    /// A worker EC2 reclaimed (a spot interruption) before its work was done.
+    /// A worker EC2 reclaimed (a spot interruption) before its work was done: its distro was
+    /// rebuilt, or is about to be. One reclaimed after its success marker, whose build stood,
+    /// is `interrupted` but not this.
     Interrupted,
 }
 
@@ -101,6 +103,8 @@ pub struct Worker {
     pub instance_type: Option<String>,
     /// EC2 reclaimed its spot capacity (`interruptedInstances` of a poll).
     pub interrupted: bool,
+    /// Reclaimed after it wrote its success marker: the rebuild step kept its build.
+    pub build_stood: bool,
     /// The interrupted worker this on-demand rebuild took over from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -247,6 +251,28 @@ fn strings(value: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The interrupted workers a rebuild step kept: those of its input's `interruptedInstances`
+/// whose entry of `builds` its output still names (it found their success marker), where any
+/// other would have given way to an on-demand rebuild.
+fn builds_that_stood(entered: Option<&Value>, output: &Value) -> Vec<String> {
+    let reclaimed = strings(entered.and_then(|input| input.get("interruptedInstances")));
+    let cleared = output
+        .get("interruptedInstances")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    let Some(builds) = output.get("builds").and_then(Value::as_array).filter(|_| cleared) else {
+        return Vec::new();
+    };
+    let kept: Vec<&str> = builds
+        .iter()
+        .filter_map(|build| build.get("instance").and_then(Value::as_str))
+        .collect();
+    reclaimed
+        .into_iter()
+        .filter(|instance| kept.contains(&instance.as_str()))
+        .collect()
+}
+
 /// The log a distro's build worker uploads.
 fn distro_log(scratch_bucket: Option<&str>, version: Option<&str>, distro: &str, instance: &str) -> Option<String> {
     let version: Version = version?.parse().ok()?;
@@ -284,6 +310,8 @@ impl ExecutionView {
         // When a poll first saw each instance ended, and the instances EC2 interrupted.
         let mut ended_times: BTreeMap<String, f64> = BTreeMap::new();
         let mut interrupted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        // Interrupted workers the rebuild step kept (their success marker was there).
+        let mut stood: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for event in events {
             if event.is("ExecutionStarted") {
                 view.versions = versions_of(event.input.as_ref());
@@ -357,6 +385,7 @@ impl ExecutionView {
                             }
                         }
                     }
+                    stood.extend(builds_that_stood(entered, output));
                     interrupted.extend(strings(output.get("interruptedInstances")));
                     for child in strings(output.get("stepFunctionExecutions")) {
                         if !view.child_arns.contains(&child) {
@@ -435,6 +464,7 @@ impl ExecutionView {
         for worker in &mut view.workers {
             worker.instance_state = instance_states.get(&worker.instance).cloned();
             worker.interrupted = interrupted.contains(&worker.instance) || replaced.contains(&worker.instance);
+            worker.build_stood = stood.contains(&worker.instance);
             worker.ended_at = ended_times.get(&worker.instance).copied().or(view.ended_at);
             let ended = worker
                 .instance_state
@@ -443,7 +473,7 @@ impl ExecutionView {
             // The failure's cause names the distros whose builds failed ("<distro> (failed), log …").
             let named_as_failed = cause.contains(&format!("{} (", worker.target));
             worker.progress = match status.as_str() {
-                _ if worker.interrupted => Progress::Interrupted,
+                _ if worker.interrupted && !worker.build_stood => Progress::Interrupted,
                 "SUCCEEDED" => Progress::Done,
                 "RUNNING" if ended => Progress::Finished,
                 "RUNNING" => Progress::Running,
@@ -499,6 +529,7 @@ impl ExecutionView {
                     market: text("market"),
                     instance_type: text("instanceType"),
                     interrupted: false,
+                    build_stood: false,
                     replaces,
                 });
             }
@@ -524,6 +555,7 @@ impl ExecutionView {
                 market: Some(pipeline_core::launch::Market::OnDemand.to_string()),
                 instance_type: None,
                 interrupted: false,
+                build_stood: false,
                 replaces: None,
                 log: None,
             });
@@ -643,8 +675,13 @@ fn push_lines(view: &ExecutionView, now: f64, depth: usize, out: &mut Vec<Line>)
             .as_ref()
             .map(|old| format!(", replaces {old}"))
             .unwrap_or_default();
+        let stood = if worker.build_stood {
+            ", reclaimed after its success marker (the build stands)"
+        } else {
+            ""
+        };
         let news = format!(
-            "{:<8} {} on {} ({state}){runs_on}{when}{replaces}",
+            "{:<8} {} on {} ({state}){runs_on}{when}{replaces}{stood}",
             worker.progress.as_str(),
             worker.target,
             worker.instance
@@ -750,6 +787,7 @@ mod tests {
             market: market.map(str::to_string),
             instance_type: Some("m5.2xlarge".to_string()),
             interrupted: false,
+            build_stood: false,
             replaces: None,
             log: None,
         }
@@ -945,6 +983,84 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_worker_reclaimed_after_its_success_marker_is_done_and_says_so() {
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:hhvm-build:b";
+        let started = 1_796_184_000.0;
+        let builds = json!([
+            {"distro": "debian-12-bookworm", "instance": "i-00000001", "market": "spot"},
+            {"distro": "ubuntu-24.04-noble", "instance": "i-00000002", "market": "spot"}
+        ]);
+        let ended = json!({"i-00000001": "terminated", "i-00000002": "terminated"});
+        let after_poll = json!({"builds": builds, "instanceStates": ended, "interruptedInstances": ["i-00000001"]});
+        let mut rebuilt = after_poll.clone();
+        rebuilt["interruptedInstances"] = json!([]);
+        let mut events = vec![event(1, "ExecutionStarted", started, None, None)];
+        events[0].input = Some(json!({"version": "4.168.2"}));
+        events.push(event(2, "TaskStateEntered", started + 1.0, Some("Start Builds"), None));
+        events.push(event(
+            3,
+            "TaskStateExited",
+            started + 2.0,
+            Some("Start Builds"),
+            Some(json!({"builds": builds})),
+        ));
+        events.push(event(
+            4,
+            "TaskStateEntered",
+            started + 60.0,
+            Some("Fetch Build Instance States"),
+            None,
+        ));
+        events.push(event(
+            5,
+            "TaskStateExited",
+            started + 61.0,
+            Some("Fetch Build Instance States"),
+            Some(after_poll.clone()),
+        ));
+        let mut entered = event(
+            6,
+            "TaskStateEntered",
+            started + 62.0,
+            Some("Rebuild Interrupted Distros On Demand"),
+            None,
+        );
+        entered.input = Some(after_poll);
+        events.push(entered);
+        events.push(event(
+            7,
+            "TaskStateExited",
+            started + 63.0,
+            Some("Rebuild Interrupted Distros On Demand"),
+            Some(rebuilt),
+        ));
+        events.push(event(8, "ExecutionSucceeded", started + 70.0, None, None));
+
+        let view = ExecutionView::from_history(arn, "hhvm-build", &events, None);
+        let shown: Vec<(&str, Progress, bool, bool)> = view
+            .workers
+            .iter()
+            .map(|w| (w.instance.as_str(), w.progress, w.interrupted, w.build_stood))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("i-00000001", Progress::Done, true, true),
+                ("i-00000002", Progress::Done, false, false)
+            ]
+        );
+        let text = render(&view, started + 99.0);
+        assert!(
+            text.contains("done     debian-12-bookworm on i-00000001 (terminated) spot, 04:00:02–04:01:01 UTC (59.0s), reclaimed after its success marker (the build stands)"),
+            "{text}"
+        );
+        // Before the rebuild step has looked at its marker, it is an interruption.
+        let view = ExecutionView::from_history(arn, "hhvm-build", &events[..5], None);
+        assert_eq!(view.workers[0].progress, Progress::Interrupted);
+        assert!(!view.workers[0].build_stood);
     }
 
     #[test]

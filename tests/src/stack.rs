@@ -616,6 +616,15 @@ impl LocalStack {
         std::fs::write(&path, "").context(format!("write {}", path.display()))
     }
 
+    /// Makes the next spot build of `version` for `distro` be interrupted just after it wrote its
+    /// success marker: the local worker reclaims the instance as `interrupt_spot_build_of`'s
+    /// does, in place of its power-off, and removes the knob
+    /// (`<version>_<distro>.interrupt-after-marker`). That build stands: it is not rebuilt.
+    pub fn interrupt_spot_build_after_marker_of(&self, version: &str, distro: &str) -> Result<(), StackError> {
+        let path = crate::worker::interruption_after_marker_knob(&self.settings.failing_builds_dir, version, distro);
+        std::fs::write(&path, "").context(format!("write {}", path.display()))
+    }
+
     /// The local Lambda service the functions run in (`None` once stopped).
     pub fn lambda_service(&self) -> Option<&LambdaService> {
         self.lambdas.as_ref()

@@ -16,7 +16,10 @@
 //! knob: it tags the instance `LocalStackInterruption=spot` (tests/moto/server.py then gives its
 //! termination the state reason EC2 gives an interrupted spot instance), terminates it, stops
 //! the script as a shutdown would, and only then removes the knob, so the script cannot go on
-//! to build in between and the on-demand rebuild that follows is not held.
+//! to build in between and the on-demand rebuild that follows is not held. With the knob
+//! `<version>_<distro>.interrupt-after-marker` instead, the build runs to its end (success marker
+//! written) and the local worker then reclaims the spot instance the same way in place of its
+//! power-off: EC2 taking the capacity back in the seconds between the marker and the shutdown.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -50,6 +53,12 @@ const INTERRUPTION_DELAY: Duration = Duration::from_secs(1);
 /// The knob that makes the spot build of `version` for `distro` be interrupted.
 pub(crate) fn interruption_knob(failing_builds_dir: &Path, version: &str, distro: &str) -> PathBuf {
     failing_builds_dir.join(format!("{version}_{distro}.interrupt"))
+}
+
+/// The knob that makes the spot build of `version` for `distro` be interrupted once its script
+/// has succeeded (its success marker written).
+pub(crate) fn interruption_after_marker_knob(failing_builds_dir: &Path, version: &str, distro: &str) -> PathBuf {
+    failing_builds_dir.join(format!("{version}_{distro}.interrupt-after-marker"))
 }
 
 const SHUTDOWN_STUB: &str = r#"#!/bin/bash
@@ -335,10 +344,36 @@ async fn run_instance(config: Arc<WorkerConfig>, shared: Arc<Shared>, instance: 
             None
         }
     };
-    if !shared.stopping.load(Ordering::SeqCst)
-        && let Err(error) = terminate_unless_ended(&config.ec2, &instance.id).await
+    let after_marker_knob =
+        match (&instance.version, &instance.distro) {
+            (Some(version), Some(distro)) if instance.spot && exit_code == Some(0) => Some(
+                interruption_after_marker_knob(&config.failing_builds_dir, version, distro),
+            )
+            .filter(|knob| knob.exists()),
+            _ => None,
+        };
+    if !shared.stopping.load(Ordering::SeqCst) {
+        let ended = match &after_marker_knob {
+            Some(knob) => {
+                progress(
+                    &config,
+                    &format!(
+                        "{what}: interrupted after its success marker as EC2 reclaims spot capacity ({})",
+                        knob.display()
+                    ),
+                );
+                reclaim(&config.ec2, &instance.id).await
+            }
+            None => terminate_unless_ended(&config.ec2, &instance.id).await,
+        };
+        if let Err(error) = ended {
+            progress(&config, &format!("{what}: {error}"));
+        }
+    }
+    if let Some(knob) = after_marker_knob
+        && let Err(error) = std::fs::remove_file(&knob)
     {
-        progress(&config, &format!("{what}: {error}"));
+        progress(&config, &format!("{what}: removing {}: {error}", knob.display()));
     }
     let duration = started.elapsed();
     let outcome = exit_code.map_or("did not run to an exit".to_string(), |code| format!("exit {code}"));

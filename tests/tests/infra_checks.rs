@@ -758,8 +758,9 @@ const PARENT_MACHINES: [(&str, [&str; 2]); 2] = [
 /// how often each may do so in one execution: (machine, task, restarts). The definition cannot
 /// state that bound; the task's Lambda keeps it. "Rebuild Interrupted Distros On Demand" rebuilds
 /// each distro whose spot worker was interrupted once (`plan_rebuilds` in
-/// build-binary-packages: an interrupted rebuild fails with BuildFailed), so hhvm-build waits for
-/// its builds at most twice.
+/// build-binary-packages: an interrupted rebuild fails with BuildFailed, and the worker of a build
+/// that stood leaves `instances`, so no poll reports it again), so hhvm-build waits for its
+/// builds at most twice.
 const LOOP_RESTARTS: [(&str, &str, u64); 1] = [("hhvm-build", "Rebuild Interrupted Distros On Demand", 1)];
 
 /// The poll settings and worker lifetimes the definitions are checked against.

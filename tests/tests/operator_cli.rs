@@ -9,8 +9,9 @@
 //! publish updates the suites and invalidates the paths `plan` named (a nightly started by hand
 //! with `hhvmctl nightly` is in pipeline_end_to_end's first scenario, which runs one anyway); a
 //! build whose spot worker EC2 reclaims rebuilds that distro,
-//! and only that one, once on demand, and `status` shows the interruption, the markets and the
-//! run's instance-hours.
+//! and only that one, once on demand, while a distro whose worker EC2 reclaims just after its
+//! success marker keeps its build, and `status` shows both, the markets and the run's
+//! instance-hours.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -358,8 +359,12 @@ async fn the_release_gate_holds_a_publish_until_approved_and_a_rejection_publish
     );
 }
 
-/// The distro whose spot worker the interruption scenario has reclaimed.
+/// The distro whose spot worker the interruption scenario has reclaimed mid-build.
 const INTERRUPTED: &str = "ubuntu-24.04-noble";
+
+/// The distro whose spot worker the interruption scenario reclaims just after its success
+/// marker.
+const RECLAIMED_AFTER_MARKER: &str = PASSING;
 
 /// A worker of a status document (`workers` of `status --json`).
 #[derive(Debug)]
@@ -369,6 +374,7 @@ struct ShownWorker {
     progress: String,
     market: Option<String>,
     interrupted: bool,
+    build_stood: bool,
     replaces: Option<String>,
 }
 
@@ -397,6 +403,7 @@ fn workers_of(document: &Value) -> Vec<ShownWorker> {
                 progress: text("progress").expect("a progress"),
                 market: text("market"),
                 interrupted: worker["interrupted"].as_bool().expect("interrupted is a boolean"),
+                build_stood: worker["buildStood"].as_bool().expect("buildStood is a boolean"),
                 replaces: text("replaces"),
             }
         })
@@ -404,7 +411,7 @@ fn workers_of(document: &Value) -> Vec<ShownWorker> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_shows_it() {
+async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_one_after_the_marker_stands_and_status_shows_it() {
     let stack = start_stack().await;
     let function = stack
         .deployed()
@@ -422,6 +429,9 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
     stack
         .interrupt_spot_build_of(VERSION, INTERRUPTED)
         .expect("set the interruption knob");
+    stack
+        .interrupt_spot_build_after_marker_of(VERSION, RECLAIMED_AFTER_MARKER)
+        .expect("set the after-marker interruption knob");
     let built = hhvmctl_polling(&stack, &["build", VERSION, "--interval", "1", "--json"]);
     assert_eq!(built.status.code(), Some(0), "the build succeeds: {}", stderr(&built));
     let name = started_name(&built);
@@ -434,7 +444,10 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
         .filter(|phase| phase["name"] == "Rebuild Interrupted Distros On Demand")
         .collect();
     assert_eq!(rebuild_phase.len(), 1, "{document}");
-    assert_eq!(rebuild_phase[0]["entries"], 1, "the rebuild ran once");
+    assert_eq!(
+        rebuild_phase[0]["entries"], 1,
+        "the rebuild ran once: the worker whose build stood is not reported again"
+    );
     assert_eq!(rebuild_phase[0]["progress"], "done");
 
     let builds: Vec<ShownWorker> = workers_of(&document)
@@ -449,10 +462,12 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
     let (passing, interrupted, rebuild) = (&builds[0], &builds[1], &builds[2]);
     assert_eq!(
         passing.summary(),
-        (PASSING, "done", Some("spot"), false),
-        "the other distro ran on spot, once"
+        (RECLAIMED_AFTER_MARKER, "done", Some("spot"), true),
+        "the other distro ran on spot, once, and was reclaimed after its marker"
     );
+    assert!(passing.build_stood, "{passing:?}");
     assert_eq!(interrupted.summary(), (INTERRUPTED, "interrupted", Some("spot"), true));
+    assert!(!interrupted.build_stood && !rebuild.build_stood);
     assert_eq!(
         rebuild.summary(),
         (INTERRUPTED, "done", Some("on-demand"), false),
@@ -507,16 +522,12 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
             .state_reason()
             .and_then(|reason| reason.code())
             .unwrap_or_default();
-        if id == interrupted.instance {
-            assert!(spot, "{id}");
-            assert_eq!(reason, "Server.SpotInstanceTermination", "{id}");
-        } else {
-            assert_eq!(
-                spot,
-                id == passing.instance,
-                "{id}: only {PASSING}'s worker is a spot instance"
-            );
+        if id == rebuild.instance {
+            assert!(!spot, "{id}: the rebuild runs on demand");
             assert_ne!(reason, "Server.SpotInstanceTermination", "{id}");
+        } else {
+            assert!(spot, "{id}");
+            assert_eq!(reason, "Server.SpotInstanceTermination", "{id}: reclaimed");
         }
     }
     let runs = stack.worker_runs();
@@ -526,11 +537,13 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
         "the reclaimed worker's script was stopped"
     );
     assert!(run_of(&rebuild.instance).succeeded() && run_of(&passing.instance).succeeded());
-    let knob = stack
-        .settings()
-        .failing_builds_dir
-        .join(format!("{VERSION}_{INTERRUPTED}.interrupt"));
-    assert!(!knob.exists(), "the knob is used up");
+    let failing_builds = &stack.settings().failing_builds_dir;
+    for knob in [
+        format!("{VERSION}_{INTERRUPTED}.interrupt"),
+        format!("{VERSION}_{RECLAIMED_AFTER_MARKER}.interrupt-after-marker"),
+    ] {
+        assert!(!failing_builds.join(&knob).exists(), "{knob} is used up");
+    }
 
     // As an operator reads it.
     let status = hhvmctl(&stack, &["status", &name]);
@@ -547,13 +560,21 @@ async fn a_spot_interruption_rebuilds_that_distro_once_on_demand_and_status_show
         ),
         format!(", replaces {}", interrupted.instance),
         format!(
-            "done     {PASSING} on {} (terminated) spot {instance_type}, ",
+            "done     {RECLAIMED_AFTER_MARKER} on {} (terminated) spot {instance_type}, ",
             passing.instance
         ),
         format!("{INTERRUPTED} 0."),
     ] {
         assert!(shown.contains(&expected), "missing {expected:?} in\n{shown}");
     }
+    let stood_line = shown
+        .lines()
+        .find(|line| line.contains(&passing.instance))
+        .expect("a line for the worker reclaimed after its marker");
+    assert!(
+        stood_line.ends_with(", reclaimed after its success marker (the build stands)"),
+        "{stood_line}"
+    );
     let cost_line = shown
         .lines()
         .find(|line| line.trim_start().starts_with("cost "))

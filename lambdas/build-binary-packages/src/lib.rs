@@ -18,10 +18,11 @@
 //! Rebuild mode, when the payload has a non-empty `interruptedInstances` (what
 //! `get-instances-state` reports once the builds have finished): each interrupted build is
 //! launched again on on-demand capacity (`plan_rebuilds`, `rebuild_interrupted`), unless its
-//! worker wrote its success marker before EC2 reclaimed it (that build stands). Its entry in
-//! `builds` becomes the new worker's, with `replaces` naming the interrupted one, the new ID
-//! takes the old one's place in `instances`, and `interruptedInstances` is cleared; the
-//! machine then waits for the builds again. A distro is rebuilt once: a rebuild that is itself
+//! worker wrote its success marker before EC2 reclaimed it (that build stands: its entry in
+//! `builds` stays, and its ended worker leaves `instances`, so the next poll does not report it
+//! again). A rebuilt build's entry in `builds` becomes the new worker's, with `replaces` naming
+//! the interrupted one, the new ID takes the old one's place in `instances`, and
+//! `interruptedInstances` is cleared; the machine then waits for the builds again. A distro is rebuilt once: a rebuild that is itself
 //! interrupted fails the build (`BuildFailed`) instead of going round again.
 //!
 //! The workers run `userdata/make-binary-package.sh`, embedded here at build time.
@@ -216,7 +217,7 @@ async fn wrote_its_marker(deps: &Deps, version: &Version, build: &DistroBuild) -
 
 /// Rebuild mode: launches each interrupted build of `payload` whose worker wrote no success
 /// marker again on on-demand capacity and puts the new workers in place of the interrupted
-/// ones (`builds`, `instances`).
+/// ones (`builds`, `instances`); the workers of the builds that stand leave `instances`.
 async fn rebuild_interrupted(
     deps: &Deps,
     mut payload: Payload,
@@ -241,6 +242,10 @@ async fn rebuild_interrupted(
         }
     }
     let rebuilds = plan_rebuilds(&version, reclaimed, &marked)?;
+    // A build that stands has nothing left to wait for: EC2 ended its worker (a one-time spot
+    // request terminates on interruption), and were it still in `instances` the next poll would
+    // report it interrupted again and send the machine round to this step without end.
+    instances.retain(|id| !marked.contains(id));
     let mut plans = Vec::with_capacity(rebuilds.len());
     for build in &rebuilds {
         tracing::warn!(%version, distro = %build.distro, interrupted = %build.instance, "spot interruption: rebuilding the distro on on-demand capacity");
