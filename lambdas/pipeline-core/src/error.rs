@@ -17,7 +17,7 @@ pub enum PipelineError {
     /// The source tarball is not where the version says it should be, or not all of it is: the
     /// tarball, its signature, its checksums and the source job's success marker (`missing`
     /// names the first one absent).
-    #[error("source tarball {location} is not there: {missing} is missing (build-source-tarball creates all of it)")]
+    #[error("{}", source_tarball_not_found(location, missing))]
     SourceTarballNotFound { location: String, missing: String },
 
     /// An AWS call failed for a reason that may pass (throttling after the SDK's retries, a
@@ -64,6 +64,18 @@ pub enum PipelineError {
     /// call had already started were terminated. `target` is the distro or the job kind.
     #[error("could not launch the worker for {target}: {detail}")]
     WorkerLaunchFailed { target: String, detail: String },
+}
+
+/// `SourceTarballNotFound`'s message: the tarball itself missing, or the first part of its set
+/// that is.
+fn source_tarball_not_found(location: &str, missing: &str) -> String {
+    if missing == location {
+        format!("source tarball {location} is missing (build-source-tarball creates it)")
+    } else {
+        format!(
+            "source tarball {location} is incomplete: {missing} is missing (build-source-tarball creates all of it)"
+        )
+    }
 }
 
 impl PipelineError {
