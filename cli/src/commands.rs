@@ -395,7 +395,11 @@ async fn status(
             json!({"version": version.to_string()}),
         )
         .await?;
-        print_json(&answer);
+        if json {
+            print_json(&answer);
+        } else {
+            print!("{}", crate::version_status::render(&answer));
+        }
         return Ok(());
     }
     let arn = find_execution(&clients.sfn, deployment, target).await?;

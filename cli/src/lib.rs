@@ -12,6 +12,7 @@ pub mod history;
 pub mod plan;
 pub mod requests;
 pub mod status;
+pub mod version_status;
 
 pub use args::Cli;
 pub use error::{CliError, CliResult};

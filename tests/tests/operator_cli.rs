@@ -206,13 +206,25 @@ async fn an_operator_follows_a_failed_build_reads_its_log_and_reruns_only_what_f
     );
     assert_eq!(rebuilt, [FAILING], "only the failed distro is rebuilt");
 
-    let version_status = hhvmctl(&stack, &["status", VERSION]);
+    let version_status = hhvmctl(&stack, &["status", VERSION, "--json"]);
     assert_eq!(version_status.status.code(), Some(0));
-    let report: Value = serde_json::from_slice(&version_status.stdout).expect("status VERSION is JSON");
+    let report: Value = serde_json::from_slice(&version_status.stdout).expect("status VERSION --json is JSON");
     assert_eq!(
         report["built_not_published"],
         serde_json::json!(["source", PASSING, FAILING])
     );
+    let shown = hhvmctl(&stack, &["status", VERSION]);
+    assert_eq!(shown.status.code(), Some(0));
+    let lines: Vec<String> = stdout(&shown).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[0],
+        format!("{VERSION} (packaging branch HHVM-4.168): 3 built, not published")
+    );
+    for (line, artifact) in lines[1..].iter().zip(["source", PASSING, FAILING]) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[..4], [artifact, "built,", "not", "published"], "{line}");
+    }
+    assert_eq!(lines.len(), 4, "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
