@@ -89,7 +89,11 @@ pub async fn run(cli: Cli, clients: &Clients) -> CliResult<()> {
         }
         Command::Reindex => {
             let answer = invoke_function(clients, &deployment().await?, "create-s3-index-html", json!({})).await?;
-            print_json(&answer);
+            if json {
+                print_json(&answer);
+            } else {
+                print!("{}", crate::index_pages::render(&answer));
+            }
             Ok(())
         }
         Command::Status {
@@ -549,12 +553,27 @@ async fn nightly(
             );
             follow_or_detach(clients, deployment, arn, follow, json).await
         }
-        None => {
-            // Skipped: the source has not moved since the last published nightly.
+        None if json => {
             print_json(&answer);
             Ok(())
         }
+        None => {
+            println!("{}", skipped_nightly(&answer));
+            Ok(())
+        }
     }
+}
+
+/// Why `hhvm-start-nightly` started nothing (the source has not moved since the last published
+/// nightly), as one line.
+fn skipped_nightly(answer: &Value) -> String {
+    format!(
+        "nightly {} not started: {} (`hhvmctl nightly --force`)",
+        answer["version"].as_str().unwrap_or("?"),
+        answer["skipped"]
+            .as_str()
+            .unwrap_or("hhvm-start-nightly gave no reason")
+    )
 }
 
 /// The newest log of `job` (its latest worker's), if any is there yet.
@@ -813,4 +832,24 @@ fn print_history(events: &[Event], state: Option<&str>, all: bool, json: bool) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_nightly_says_why_and_how_to_build_it_anyway() {
+        let answer = json!({
+            "version": "2026.12.05",
+            "executionName": "nightly-2026-12-05",
+            "started": false,
+            "skipped": "the source has not moved since nightly 2026.12.04 was published (commit abc); set detail.force to build anyway",
+        });
+        assert_eq!(
+            skipped_nightly(&answer),
+            "nightly 2026.12.05 not started: the source has not moved since nightly 2026.12.04 was published \
+             (commit abc); set detail.force to build anyway (`hhvmctl nightly --force`)"
+        );
+    }
 }

@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod display;
 pub mod error;
 pub mod history;
+pub mod index_pages;
 pub mod plan;
 pub mod requests;
 pub mod status;

@@ -244,7 +244,8 @@ fn versions_of(input: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
+/// The strings of an array field (none when it is not one).
+pub(crate) fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
         .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())

@@ -423,9 +423,19 @@ async fn a_nightly_and_a_release_published_together_take_turns_and_both_install(
         ]),
         "{index_output}"
     );
-    let reindex = hhvmctl(&stack, &["reindex"]);
-    let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex prints JSON");
+    let reindex = hhvmctl(&stack, &["reindex", "--json"]);
+    let answer: Value = serde_json::from_slice(&reindex.stdout).expect("reindex --json prints JSON");
     assert_eq!(answer["indexPages"]["pagesWritten"], 0, "{answer}");
+    let shown = hhvmctl(&stack, &["reindex"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.starts_with("reindexed the whole bucket: ")
+            && shown.ends_with(&format!(
+                "; 0 pages written, {} unchanged\n",
+                answer["indexPages"]["pagesUnchanged"]
+            )),
+        "{shown}"
+    );
     assert!(live_instances(&stack).await.is_empty());
     stack.stop();
     report("1 (a nightly by hand and a release together)", started);
