@@ -1,6 +1,6 @@
 //! `reindex` as an operator reads it: what `create-s3-index-html` did (its `indexPages`
-//! summary) in a few lines — what it listed, the pages it wrote and left, and the CDN
-//! invalidation of the written ones. Pure: the command fetches the answer (`--json` prints it as
+//! summary) in a few lines — what it listed, the pages it wrote and left (and those another
+//! run changed meanwhile), and the CDN invalidation of the written ones. Pure: the command fetches the answer (`--json` prints it as
 //! it is).
 
 use serde_json::Value;
@@ -57,6 +57,13 @@ pub fn render(answer: &Value) -> String {
             plural(skipped, "key", "keys")
         ));
     }
+    let relisted = count(summary, "pagesRelisted");
+    if relisted > 0 {
+        out.push_str(&format!(
+            "  relisted     {} another index update changed meanwhile: rendered again from a new listing\n",
+            plural(relisted, "page", "pages")
+        ));
+    }
     if let Some(invalidation) = summary.get("invalidation").filter(|value| !value.is_null()) {
         let text = |field: &str| invalidation.get(field).and_then(Value::as_str).unwrap_or("?");
         let paths = count(invalidation, "pathCount");
@@ -82,6 +89,7 @@ mod tests {
     fn a_reindex_says_what_it_listed_wrote_and_invalidated() {
         let answer = json!({"indexPages": {
             "objectsListed": 70, "directories": 35, "pagesWritten": 12, "pagesUnchanged": 23, "keysSkipped": 1,
+            "pagesRelisted": 2,
             "changedDirectories": ["/", "/conf/", "/debian/", "/debian/dists/", "/debian/pool/", "/d/5/", "/d/6/",
                 "/d/7/", "/d/8/", "/d/9/"],
             "invalidation": {"distributionId": "K3ZFQ8LIYBTD6", "id": "MRCGI1XETUZLT", "status": "InProgress",
@@ -93,6 +101,7 @@ mod tests {
             "reindexed the whole bucket: 70 objects listed in 35 directories; 12 pages written, 23 unchanged\n\
              \x20 changed      /, /conf/, /debian/, /debian/dists/, /debian/pool/, /d/5/, /d/6/, /d/7/, /d/8/, /d/9/ and 2 more\n\
              \x20 skipped      1 key with an empty path segment (no URL, so no page lists them)\n\
+             \x20 relisted     2 pages another index update changed meanwhile: rendered again from a new listing\n\
              \x20 invalidated  2 paths on CloudFront distribution K3ZFQ8LIYBTD6 (invalidation MRCGI1XETUZLT, InProgress): /, /d/*\n"
         );
     }

@@ -5,8 +5,10 @@
 //! Unlike the original, it is incremental: the bucket is listed once, page by page, and each
 //! directory's page is rendered as soon as the listing has passed it; a page depends on its
 //! directory's listing alone, so it is written only when its MD5 is not the ETag the listing
-//! gives for the stored page — no page is read back — and the writes go out several at a time.
-//! Only written pages are invalidated (collapsed into wildcards above a configurable cap).
+//! gives for the stored page — no page is read back — and the writes go out several at a time,
+//! each conditional on the stored page still being the one listed (`write_page`: two index
+//! updates at once never leave the older listing's page). Only written pages are invalidated
+//! (collapsed into wildcards above a configurable cap).
 //!
 //! With `version` (the publish machine's call) it lists and re-indexes only what a publish of
 //! that version changes (`layout::published_directories`: the pools of its package, the
@@ -89,6 +91,10 @@ pub struct IndexSummary {
     pub pages_unchanged: u64,
     /// Keys with an empty path segment (`a//b`): they have no URL, so no page lists them.
     pub keys_skipped: u64,
+    /// Pages another writer (a concurrent index update) changed between this run's listing and
+    /// its write: each directory's level was listed again (in `objectsListed`) and its page
+    /// rendered from that, and written only if it differs from what the other one wrote.
+    pub pages_relisted: u64,
     /// The first few written pages' directories (`/` for the root).
     pub changed_directories: Vec<String>,
     pub invalidation: Option<InvalidationSummary>,
@@ -304,16 +310,32 @@ async fn update_published_pages(
         walk_subtree(s3, bucket, subtree, &mut summary, &mut changed).await?;
     }
     for ancestor in listing::ancestors_outside(subtrees) {
-        let level = pipeline_aws::s3::list_directory(s3, bucket.as_str(), &listing::prefix_of(&ancestor)).await?;
-        if !ancestor.is_empty() && level.objects.is_empty() && level.subdirectories.is_empty() {
+        let Some((directory, objects)) = directory_at(s3, bucket, &ancestor).await? else {
             continue;
-        }
-        summary.objects_listed += level.objects.len() as u64;
-        let objects = level.objects.into_iter().map(listed).collect();
-        let directory = listing::directory_from_level(&ancestor, objects, level.subdirectories);
+        };
+        summary.objects_listed += objects;
         write_changed_pages(s3, bucket, std::iter::once(directory), &mut summary, &mut changed).await?;
     }
     Ok((summary, changed))
+}
+
+/// Directory `path` (`""`: the root) from a listing of its level alone, with how many objects
+/// that listed; `None` when nothing is under it (the root always exists).
+pub async fn directory_at(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    path: &str,
+) -> Result<Option<(Directory, u64)>, PipelineError> {
+    let level = pipeline_aws::s3::list_directory(s3, bucket.as_str(), &listing::prefix_of(path)).await?;
+    if !path.is_empty() && level.objects.is_empty() && level.subdirectories.is_empty() {
+        return Ok(None);
+    }
+    let objects = level.objects.len() as u64;
+    let listed_objects = level.objects.into_iter().map(listed).collect();
+    Ok(Some((
+        listing::directory_from_level(path, listed_objects, level.subdirectories),
+        objects,
+    )))
 }
 
 fn listed(object: pipeline_aws::s3::ObjectSummary) -> ListedObject {
@@ -359,26 +381,109 @@ async fn write_changed_pages(
         if page::is_stored(&directory, &rendered) {
             summary.pages_unchanged += 1;
         } else {
-            writes.push((page_location(bucket, &directory)?, directory.path, rendered));
+            writes.push((directory, rendered));
         }
     }
     // In order, so the changed directories (and so the invalidation) do not depend on timing.
-    let mut written = futures::stream::iter(writes.into_iter().map(|(location, path, rendered)| async move {
-        pipeline_aws::s3::put_object(s3, &location, rendered.into_bytes(), "text/html; charset=utf-8")
-            .await
-            .map(|()| path)
-    }))
+    let mut written = futures::stream::iter(
+        writes
+            .into_iter()
+            .map(|(directory, rendered)| write_page(s3, bucket, directory, rendered)),
+    )
     .buffered(WRITE_CONCURRENCY);
-    while let Some(path) = written.next().await {
-        let path = path?;
+    while let Some(write) = written.next().await {
+        let write = write?;
+        summary.pages_relisted += u64::from(write.relisted);
+        summary.objects_listed += write.objects_relisted;
+        if !write.written {
+            summary.pages_unchanged += 1;
+            continue;
+        }
         summary.pages_written += 1;
         if summary.changed_directories.len() < REPORTED_DIRECTORIES {
-            summary.changed_directories.push(page::directory_url(&path));
+            summary.changed_directories.push(page::directory_url(&write.path));
         }
-        changed.push(path);
+        changed.push(write.path);
     }
     Ok(())
 }
+
+/// How many times one run writes a page before it gives up on it: every attempt after the
+/// first follows another writer's change to the page (`AwsServiceError` after the last, which
+/// the machines retry).
+pub const PAGE_WRITE_ATTEMPTS: u32 = 3;
+
+/// What became of a page to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageWrite {
+    /// The directory's path.
+    pub path: String,
+    /// This run wrote it; otherwise what it would write is what another writer already wrote
+    /// (or its directory is gone).
+    pub written: bool,
+    /// How many times its level was listed again, each after another writer changed the page
+    /// between this run's listing and its write.
+    pub relisted: u32,
+    /// The objects those listings held.
+    pub objects_relisted: u64,
+}
+
+/// Writes `rendered`, `directory`'s page, only while the page stored is the one the listing gave
+/// (S3's conditional write against that ETag, or against there being none). Two index updates
+/// at once (two publishes, a publish and a `reindex`) would otherwise let the one with the older
+/// listing write last. When another writer changed the page meanwhile, this run's listing may
+/// be the older one: the directory's level is listed again, and the page rendered from that is
+/// written (conditionally again) unless it is what is stored now.
+pub async fn write_page(
+    s3: &aws_sdk_s3::Client,
+    bucket: &BucketName,
+    directory: Directory,
+    rendered: String,
+) -> Result<PageWrite, PipelineError> {
+    let location = page_location(bucket, &directory)?;
+    let mut write = PageWrite {
+        path: directory.path.clone(),
+        written: false,
+        relisted: 0,
+        objects_relisted: 0,
+    };
+    let (mut directory, mut rendered) = (directory, rendered);
+    loop {
+        let expected = match &directory.stored_page_etag {
+            Some(etag) => pipeline_aws::s3::Expected::ETag(etag.clone()),
+            None => pipeline_aws::s3::Expected::Absent,
+        };
+        let body = rendered.into_bytes();
+        if pipeline_aws::s3::put_object_if(s3, &location, body, PAGE_CONTENT_TYPE, &expected).await? {
+            write.written = true;
+            return Ok(write);
+        }
+        if write.relisted + 1 >= PAGE_WRITE_ATTEMPTS {
+            return Err(PipelineError::aws(
+                format!("S3 PutObject {location}"),
+                format!(
+                    "the page changed under this run {PAGE_WRITE_ATTEMPTS} times between its listing and its write: \
+                     other index updates are writing it"
+                ),
+            ));
+        }
+        tracing::info!(%location, "another writer changed the page since the listing: listing its directory again");
+        let fresh = directory_at(s3, bucket, &write.path).await?;
+        write.relisted += 1;
+        let Some((fresh, objects)) = fresh else {
+            return Ok(write);
+        };
+        write.objects_relisted += objects;
+        rendered = page::render_index_page(&fresh);
+        if page::is_stored(&fresh, &rendered) {
+            return Ok(write);
+        }
+        directory = fresh;
+    }
+}
+
+/// The pages' content type.
+const PAGE_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
 /// Where a directory's page goes.
 fn page_location(bucket: &BucketName, directory: &Directory) -> Result<S3Location, PipelineError> {

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_s3::primitives::ByteStream;
-use create_s3_index_html::{Config, handle_at};
+use create_s3_index_html::page::render_index_page;
+use create_s3_index_html::{Config, directory_at, handle_at, write_page};
 use pipeline_testing::cloudfront::{create_distribution, invalidation_count};
 use pipeline_testing::requests::RequestCounter;
 use pipeline_testing::{MotoServer, create_bucket, unique_name, unreachable_sdk_config};
@@ -375,6 +376,83 @@ async fn after_a_publish_only_what_it_changed_is_listed_and_reindexed() {
         .await
         .unwrap();
     assert_eq!(forced["indexPages"]["reindexed"], json!(["/"]));
+}
+
+/// A whole-bucket run of `bucket` without a distribution: what a concurrent index update does.
+async fn index_whole(s3: &aws_sdk_s3::Client, bucket: &str) -> Value {
+    let cloudfront = aws_sdk_cloudfront::Client::new(&unreachable_sdk_config().await);
+    let config = Config {
+        default_bucket: Some(bucket.parse().unwrap()),
+        ..Config::default()
+    };
+    handle_at(s3, &cloudfront, &config, json!({}), "2026-11-21T10:00:00Z")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_page_another_run_wrote_since_the_listing_is_rendered_from_a_new_listing_not_overwritten() {
+    let s3 = clients().await.s3;
+    let bucket = create_bucket(&s3, "downloads").await;
+    let name: pipeline_core::BucketName = bucket.parse().unwrap();
+    upload(&s3, &bucket, &["d/a.txt".to_string()]).await;
+    index_whole(&s3, &bucket).await;
+    // This run lists `d` now, with its page as the first run wrote it …
+    let (listed, _) = directory_at(&s3, &name, "d").await.unwrap().expect("d exists");
+    assert!(listed.stored_page_etag.is_some());
+    // … then another run publishes d/b.txt and writes d's page first.
+    upload(&s3, &bucket, &["d/b.txt".to_string()]).await;
+    index_whole(&s3, &bucket).await;
+    let newer = page(&s3, &bucket, "d/index.html").await;
+    assert!(newer.contains("b.txt"), "{newer}");
+
+    // Its older listing's page (a changed page, to its eyes) is not written over the newer one:
+    // the new listing of d renders what is already there.
+    let older_page = render_index_page(&listed);
+    assert!(!older_page.contains("b.txt"));
+    let write = write_page(&s3, &name, listed.clone(), older_page.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (write.written, write.relisted, write.objects_relisted),
+        (false, 1, 3),
+        "{write:?}"
+    );
+    assert_eq!(page(&s3, &bucket, "d/index.html").await, newer, "the newer page stands");
+
+    // When what the other writer left is out of date too (here a page of its own, and a file
+    // it did not list), the page rendered from the new listing is written.
+    upload(&s3, &bucket, &["d/c.txt".to_string()]).await;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("d/index.html")
+        .content_type("text/html; charset=utf-8")
+        .body(ByteStream::from_static(b"<html>someone else's page</html>"))
+        .send()
+        .await
+        .unwrap();
+    let write = write_page(&s3, &name, listed, older_page).await.unwrap();
+    assert_eq!((write.written, write.relisted), (true, 1), "{write:?}");
+    let written = page(&s3, &bucket, "d/index.html").await;
+    assert!(
+        ["a.txt", "b.txt", "c.txt"].iter().all(|file| written.contains(file)),
+        "{written}"
+    );
+    assert_eq!(
+        index_whole(&s3, &bucket).await["indexPages"]["pagesWritten"],
+        0,
+        "all up to date"
+    );
+
+    // A page the listing did not see, created meanwhile, is not overwritten blindly either.
+    upload(&s3, &bucket, &["e/x.txt".to_string()]).await;
+    let (unseen, _) = directory_at(&s3, &name, "e").await.unwrap().expect("e exists");
+    assert_eq!(unseen.stored_page_etag, None);
+    index_whole(&s3, &bucket).await;
+    let write = write_page(&s3, &name, unseen.clone(), render_index_page(&unseen))
+        .await
+        .unwrap();
+    assert_eq!((write.written, write.relisted), (false, 1), "{write:?}");
 }
 
 #[tokio::test]

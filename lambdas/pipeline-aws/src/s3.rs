@@ -186,6 +186,43 @@ pub async fn delete_object_if_match(s3: &Client, location: &S3Location, etag: &s
     }
 }
 
+/// What a conditional write expects of the object it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// No object there yet (`If-None-Match: *`).
+    Absent,
+    /// The object with this ETag (`If-Match`).
+    ETag(String),
+}
+
+/// Writes an object only if what is there is still what `expected` says (S3's conditional
+/// write): `false` when another writer changed it meanwhile (412 Precondition Failed; 409 when
+/// a concurrent conditional write to it was in flight; 404 when the object expected is gone),
+/// which is not an error.
+pub async fn put_object_if(
+    s3: &Client,
+    location: &S3Location,
+    body: Vec<u8>,
+    content_type: &str,
+    expected: &Expected,
+) -> Result<bool, PipelineError> {
+    let request = s3
+        .put_object()
+        .bucket(location.bucket.as_str())
+        .key(location.path.as_str())
+        .content_type(content_type)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body));
+    let request = match expected {
+        Expected::Absent => request.if_none_match("*"),
+        Expected::ETag(etag) => request.if_match(etag),
+    };
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(context)) if matches!(context.raw().status().as_u16(), 404 | 409 | 412) => Ok(false),
+        Err(error) => Err(crate::service_error(&format!("S3 PutObject {location}"), error)),
+    }
+}
+
 /// Writes an object.
 pub async fn put_object(
     s3: &Client,
