@@ -22,8 +22,9 @@
 //! `builds` stays, and its ended worker leaves `instances`, so the next poll does not report it
 //! again). A rebuilt build's entry in `builds` becomes the new worker's, with `replaces` naming
 //! the interrupted one, the new ID takes the old one's place in `instances`, and
-//! `interruptedInstances` is cleared; the machine then waits for the builds again. A distro is rebuilt once: a rebuild that is itself
-//! interrupted fails the build (`BuildFailed`) instead of going round again.
+//! `interruptedInstances` is cleared; the machine then waits for the builds again. A distro is
+//! rebuilt once: a rebuild that is itself interrupted fails the build (`BuildFailed`) instead
+//! of going round again.
 //!
 //! The workers run `userdata/make-binary-package.sh`, embedded here at build time.
 
