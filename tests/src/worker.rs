@@ -344,14 +344,7 @@ async fn run_instance(config: Arc<WorkerConfig>, shared: Arc<Shared>, instance: 
             None
         }
     };
-    let after_marker_knob =
-        match (&instance.version, &instance.distro) {
-            (Some(version), Some(distro)) if instance.spot && exit_code == Some(0) => Some(
-                interruption_after_marker_knob(&config.failing_builds_dir, version, distro),
-            )
-            .filter(|knob| knob.exists()),
-            _ => None,
-        };
+    let after_marker_knob = after_marker_knob_of(&config, &instance, exit_code);
     if !shared.stopping.load(Ordering::SeqCst) {
         let ended = match &after_marker_knob {
             Some(knob) => {
@@ -389,6 +382,16 @@ async fn run_instance(config: Arc<WorkerConfig>, shared: Arc<Shared>, instance: 
         duration,
         sandbox,
     });
+}
+
+/// The after-marker interruption knob of `instance`, when it is set and applies: a spot build
+/// whose script succeeded (so wrote its success marker).
+fn after_marker_knob_of(config: &WorkerConfig, instance: &NewInstance, exit_code: Option<i32>) -> Option<PathBuf> {
+    let (Some(version), Some(distro)) = (&instance.version, &instance.distro) else {
+        return None;
+    };
+    let knob = interruption_after_marker_knob(&config.failing_builds_dir, version, distro);
+    (instance.spot && exit_code == Some(0) && knob.exists()).then_some(knob)
 }
 
 fn create_dir(path: &Path) -> Result<(), StackError> {
