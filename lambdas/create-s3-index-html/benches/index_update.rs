@@ -7,10 +7,10 @@
 //! and a whole-bucket run after the update must find nothing left to write.
 //!
 //! S3 is an in-memory bucket behind aws-smithy-mocks rules (ListObjectsV2 with prefixes,
-//! delimiters and continuation, PutObject with its MD5 ETag): no emulator lists a million keys
-//! fast enough for a benchmark. The wall times are therefore the function's own work, with
-//! no network; on S3 each request adds its round trip, which makes the request counts the
-//! figure that matters. Prints a summary and, last, a `RESULT {json}` line.
+//! delimiters and continuation, PutObject with its MD5 ETag and its preconditions checked): no
+//! emulator lists a million keys fast enough for a benchmark. The wall times are therefore the
+//! function's own work, with no network; on S3 each request adds its round trip, which makes
+//! the request counts the figure that matters. Prints a summary and, last, a `RESULT {json}` line.
 //!
 //! `cargo bench -p create-s3-index-html --bench index_update`
 
@@ -241,6 +241,15 @@ fn list(bucket: &BTreeMap<String, StoredObject>, input: &ListObjectsV2Input) -> 
 }
 
 fn put(bucket: &mut BTreeMap<String, StoredObject>, input: &PutObjectInput, now: i64) -> PutObjectOutput {
+    let key = input.key().unwrap_or_default();
+    // One writer at a time here: every conditional write's precondition must hold, or the
+    // function's ETags are not what the bucket stores.
+    match (input.if_match(), input.if_none_match(), bucket.get(key)) {
+        (Some(expected), _, Some(stored)) => assert_eq!(expected.trim_matches('"'), stored.e_tag, "If-Match of {key}"),
+        (Some(expected), _, None) => panic!("If-Match {expected} of {key}, which is not there"),
+        (None, Some("*"), Some(_)) => panic!("If-None-Match of {key}, which is there"),
+        _ => {}
+    }
     let body = input.body().bytes().unwrap_or_default();
     let e_tag = hex_md5(body);
     let object = StoredObject {
@@ -248,7 +257,7 @@ fn put(bucket: &mut BTreeMap<String, StoredObject>, input: &PutObjectInput, now:
         last_modified: now,
         e_tag: e_tag.clone(),
     };
-    bucket.insert(input.key().unwrap_or_default().to_string(), object);
+    bucket.insert(key.to_string(), object);
     PutObjectOutput::builder().e_tag(format!("\"{e_tag}\"")).build()
 }
 
