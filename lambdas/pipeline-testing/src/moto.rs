@@ -59,15 +59,13 @@ impl MotoServer {
     /// (`MOTO_SERVER` may name the executable; by default the workspace's `.venv` one).
     pub fn shared() -> &'static MotoServer {
         static SERVER: OnceLock<MotoServer> = OnceLock::new();
-        SERVER.get_or_init(|| {
-            let log = std::env::temp_dir().join(format!("moto-server-{}.log", std::process::id()));
-            MotoServer::start("moto_server", Command::new(moto_executable()), &log).unwrap_or_else(|e| panic!("{e}"))
-        })
+        SERVER.get_or_init(|| MotoServer::start_plain("shared").unwrap_or_else(|e| panic!("{e}")))
     }
 
-    /// A plain `moto_server` of the caller's own (its log named after `label`), for tests whose
-    /// writes must not show in another test's view of the shared server: the hostile corpus
-    /// checks that nothing at all changed in it.
+    /// A plain `moto_server` of its own (named and its log named after `label`): what `shared`
+    /// and `shared_executing` start, and what a test uses whose writes must not show in another
+    /// test's view of the shared server (the hostile corpus checks that nothing at all changed
+    /// in it).
     pub fn start_plain(label: &str) -> Result<MotoServer, HarnessError> {
         let log = std::env::temp_dir().join(format!("moto-server-{}-{label}.log", std::process::id()));
         MotoServer::start(&format!("moto_server ({label})"), Command::new(moto_executable()), &log)
@@ -79,9 +77,7 @@ impl MotoServer {
     pub fn shared_executing() -> &'static MotoServer {
         static SERVER: OnceLock<MotoServer> = OnceLock::new();
         SERVER.get_or_init(|| {
-            let log = std::env::temp_dir().join(format!("moto-server-executing-{}.log", std::process::id()));
-            let server = MotoServer::start("moto_server (execute mode)", Command::new(moto_executable()), &log)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let server = MotoServer::start_plain("execute-mode").unwrap_or_else(|e| panic!("{e}"));
             server.enable_execute_mode().unwrap_or_else(|e| panic!("{e}"));
             server
         })
