@@ -198,10 +198,7 @@ fn distro_step(artifact: &Value, force: bool) -> Step {
 
 /// `s3://bucket/path` of an S3 location as the functions write it.
 fn location(value: &Value) -> String {
-    match (value["bucket"].as_str(), value["path"].as_str()) {
-        (Some(bucket), Some(path)) => format!("s3://{bucket}/{path}"),
-        _ => "(unknown)".to_string(),
-    }
+    crate::status::s3_url(value).unwrap_or_else(|| "(unknown)".to_string())
 }
 
 /// Paths grouped by their directory, in order: `/debian/dists/bookworm` → its release files.

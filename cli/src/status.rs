@@ -244,6 +244,15 @@ fn versions_of(input: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `s3://bucket/path` of an S3 location as the functions write it (`{bucket, path}`).
+pub(crate) fn s3_url(value: &Value) -> Option<String> {
+    Some(format!(
+        "s3://{}/{}",
+        value.get("bucket")?.as_str()?,
+        value.get("path")?.as_str()?
+    ))
+}
+
 /// The strings of an array field (none when it is not one).
 pub(crate) fn strings(value: Option<&Value>) -> Vec<String> {
     value

@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::status::s3_url;
+
 /// The report's groups, in the order the headline counts them, with their names on screen.
 const GROUPS: [(&str, &str); 4] = [
     ("published", "published"),
@@ -20,22 +22,13 @@ fn label(status: &str) -> &str {
         .map_or(status, |(_, label)| label)
 }
 
-/// `s3://bucket/path` of a `{bucket, path}` location.
-fn location(value: &Value) -> Option<String> {
-    Some(format!(
-        "s3://{}/{}",
-        value.get("bucket")?.as_str()?,
-        value.get("path")?.as_str()?
-    ))
-}
-
 /// What an artifact's status was decided from, as one line's tail. The source tarball's
 /// location is where it is published, or where the publish will put it.
 fn details(artifact: &Value) -> String {
     let text = |field: &str| artifact.get(field).and_then(Value::as_str);
     let published = text("status") == Some("published");
     [
-        artifact.get("location").and_then(location).map(|at| {
+        artifact.get("location").and_then(s3_url).map(|at| {
             if published {
                 at
             } else {
@@ -44,7 +37,7 @@ fn details(artifact: &Value) -> String {
         }),
         text("packageVersion").map(str::to_string),
         text("problem").map(str::to_string),
-        artifact.get("log").and_then(location).map(|log| format!("log {log}")),
+        artifact.get("log").and_then(s3_url).map(|log| format!("log {log}")),
     ]
     .into_iter()
     .flatten()
