@@ -378,7 +378,9 @@ async fn after_a_publish_only_what_it_changed_is_listed_and_reindexed() {
     assert_eq!(forced["indexPages"]["reindexed"], json!(["/"]));
 }
 
-/// A whole-bucket run of `bucket` without a distribution: what a concurrent index update does.
+/// A whole-bucket run of `bucket` without a distribution (any CloudFront call through its client
+/// would fail) and without `bucket` in the input, as the state machines call it:
+/// DOWNLOADS_BUCKET's.
 async fn index_whole(s3: &aws_sdk_s3::Client, bucket: &str) -> Value {
     let cloudfront = aws_sdk_cloudfront::Client::new(&unreachable_sdk_config().await);
     let config = Config {
@@ -460,21 +462,7 @@ async fn without_a_distribution_pages_are_written_and_nothing_is_invalidated() {
     let clients = clients().await;
     let bucket = create_bucket(&clients.s3, "downloads").await;
     upload(&clients.s3, &bucket, &["source/hhvm-4.168.2.tar.gz".to_string()]).await;
-    // Any CloudFront call through this client would fail.
-    let cloudfront = aws_sdk_cloudfront::Client::new(&unreachable_sdk_config().await);
-    let output = handle_at(
-        &clients.s3,
-        &cloudfront,
-        // Without `bucket` in the input (as the state machines call it), DOWNLOADS_BUCKET's.
-        &Config {
-            default_bucket: Some(bucket.parse().unwrap()),
-            ..Config::default()
-        },
-        json!({}),
-        "2026-11-21T10:00:00Z",
-    )
-    .await
-    .unwrap();
+    let output = index_whole(&clients.s3, &bucket).await;
     assert_eq!(output["indexPages"]["pagesWritten"], 2);
     assert_eq!(output["indexPages"]["changedDirectories"], json!(["/source/", "/"]));
     assert_eq!(output["indexPages"]["invalidation"], Value::Null);
