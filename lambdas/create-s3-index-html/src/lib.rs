@@ -529,7 +529,71 @@ impl Function for CreateS3IndexHtml {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::types::Object;
+    use aws_smithy_mocks::mock;
+    use pipeline_testing::mocked_client;
+    use pipeline_testing::mocks::{http_response, match_any};
+
     use super::*;
+
+    const PRECONDITION_FAILED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"#;
+
+    /// What an emulator cannot produce on cue: another writer changing the page before each of
+    /// this run's writes, however often it lists the directory again.
+    #[tokio::test]
+    async fn a_page_that_keeps_changing_under_the_run_fails_it_retryably_after_the_last_attempt() {
+        let (puts, lists) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let put = mock!(aws_sdk_s3::Client::put_object).then_http_response({
+            let puts = puts.clone();
+            move || {
+                puts.fetch_add(1, Ordering::SeqCst);
+                http_response(412, PRECONDITION_FAILED)
+            }
+        });
+        let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_compute_output({
+            let lists = lists.clone();
+            move |_| {
+                let listed = lists.fetch_add(1, Ordering::SeqCst);
+                let object = |key: &str, e_tag: String| {
+                    Object::builder()
+                        .key(key)
+                        .size(1)
+                        .last_modified(aws_sdk_s3::primitives::DateTime::from_secs(1_796_169_600))
+                        .e_tag(e_tag)
+                        .build()
+                };
+                ListObjectsV2Output::builder()
+                    .prefix("d/")
+                    .contents(object("d/a.txt", "\"a\"".to_string()))
+                    .contents(object("d/index.html", format!("\"another writer's page {listed}\"")))
+                    .is_truncated(false)
+                    .build()
+            }
+        });
+        let s3 = mocked_client!(aws_sdk_s3, match_any(&[&put, &list]));
+        let bucket: BucketName = "hhvm-downloads".parse().unwrap();
+        let directory = Directory {
+            path: "d".to_string(),
+            has_index_page: true,
+            stored_page_etag: Some("\"what this run listed\"".to_string()),
+            ..Directory::default()
+        };
+        let rendered = page::render_index_page(&directory);
+
+        let error = write_page(&s3, &bucket, directory, rendered).await.unwrap_err();
+        assert_eq!(error.error_type(), "AwsServiceError", "{error}");
+        assert!(error.to_string().contains("changed under this run 3 times"), "{error}");
+        assert_eq!(
+            (puts.load(Ordering::SeqCst), lists.load(Ordering::SeqCst)),
+            (PAGE_WRITE_ATTEMPTS as usize, PAGE_WRITE_ATTEMPTS as usize - 1),
+            "a write per attempt, a listing between two"
+        );
+    }
 
     #[test]
     fn configuration_defaults_and_validation() {
