@@ -1,7 +1,6 @@
 //! Each command: the AWS calls it makes (small functions taking their clients) around the pure
 //! pieces of `requests` and `status`.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::args::{Cli, Command, FollowArgs};
 use crate::deployment::{Deployment, discover};
 use crate::display::Display;
 use crate::error::{CliError, CliResult};
-use crate::history::{self, Event, execution_history};
+use crate::history::{Event, Histories, execution_history};
 use crate::requests::{self, LogJob, PlanRequest, StartRequest};
 use crate::status::{ExecutionView, approval_token, render};
 
@@ -318,34 +317,24 @@ pub async fn find_execution(sfn: &aws_sdk_sfn::Client, deployment: &Deployment, 
 
 /// The view of execution `arn` and, recursively, its children.
 pub async fn load_view(clients: &Clients, deployment: &Deployment, arn: &str) -> CliResult<ExecutionView> {
-    load_view_reusing(clients, deployment, arn, &mut HashMap::new()).await
+    load_view_from(clients, deployment, arn, &mut Histories::default()).await
 }
 
-/// `load_view`, reading no history in `ended` again: the histories of executions that had
-/// ended (by ARN), which it adds to. A watch refreshes its view every few seconds for hours;
-/// the children that have ended (a build, once the publish runs) need not be read each time.
-async fn load_view_reusing(
+/// `load_view`, with the histories read so far: a watch refreshes its view every few seconds
+/// for hours, and reads only what each execution's history gained since (`Histories`).
+async fn load_view_from(
     clients: &Clients,
     deployment: &Deployment,
     arn: &str,
-    ended: &mut HashMap<String, Vec<Event>>,
+    histories: &mut Histories,
 ) -> CliResult<ExecutionView> {
     let mut pending = vec![arn.to_string()];
     let mut views: Vec<ExecutionView> = Vec::new();
     // Breadth first, then assembled bottom-up: children are views of their own.
     while let Some(next) = pending.pop() {
-        let events = match ended.get(&next) {
-            Some(events) => events.clone(),
-            None => {
-                let events = execution_history(&clients.sfn, &next).await?;
-                if history::is_complete(&events) {
-                    ended.insert(next.clone(), events.clone());
-                }
-                events
-            }
-        };
+        let events = histories.refresh(&clients.sfn, &next).await?;
         let machine = deployment.machine_of_execution(&next).unwrap_or("execution");
-        let view = ExecutionView::from_history(&next, machine, &events, deployment.scratch_bucket.as_deref());
+        let view = ExecutionView::from_history(&next, machine, events, deployment.scratch_bucket.as_deref());
         pending.extend(view.child_arns.iter().rev().cloned());
         views.push(view);
     }
@@ -370,9 +359,9 @@ fn assemble(views: &[ExecutionView], arn: &str) -> ExecutionView {
 /// terminal one live line per phase and worker; otherwise a plain line for each change.
 async fn watch(clients: &Clients, deployment: &Deployment, arn: &str, interval: u64) -> CliResult<ExecutionView> {
     let mut display = Display::on_stderr();
-    let mut ended = HashMap::new();
+    let mut histories = Histories::default();
     loop {
-        let view = load_view_reusing(clients, deployment, arn, &mut ended).await?;
+        let view = load_view_from(clients, deployment, arn, &mut histories).await?;
         display.show(&crate::status::lines(&view, now_seconds()));
         if view.is_over() {
             display.finish();

@@ -1,6 +1,8 @@
 //! Execution histories: each event as a plain record (the SDK's event types have no
-//! serialisation), read with the SDK's paginator. `history --json` prints these records, the
-//! status view is computed from them, and its snapshot tests replay recorded ones.
+//! serialisation), read by `pipeline_aws::sfn::history_after`. `history --json` prints these
+//! records, the status view is computed from them, and its snapshot tests replay recorded ones.
+
+use std::collections::HashMap;
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::HistoryEvent;
@@ -118,22 +120,35 @@ pub fn is_complete(events: &[Event]) -> bool {
     events.last().is_some_and(Event::ends_execution)
 }
 
+/// The histories a watch has read, by execution ARN: each refresh reads only the events added
+/// since the last (`events_after`), and none of an execution that has ended.
+#[derive(Debug, Default)]
+pub struct Histories(HashMap<String, Vec<Event>>);
+
+impl Histories {
+    /// Execution `arn`'s whole history, oldest first, as of now.
+    pub async fn refresh(&mut self, sfn: &Client, arn: &str) -> CliResult<&[Event]> {
+        let events = self.0.entry(arn.to_string()).or_default();
+        if !is_complete(events) {
+            let added = events_after(sfn, arn, events.last().map_or(0, |last| last.id)).await?;
+            events.extend(added);
+        }
+        Ok(events)
+    }
+}
+
+/// The events of execution `arn` after event `after` (0: every event), oldest first: what
+/// `pipeline_aws::sfn::history_after` reads, as records.
+pub async fn events_after(sfn: &Client, arn: &str, after: i64) -> CliResult<Vec<Event>> {
+    let events = pipeline_aws::sfn::history_after(sfn, arn, after)
+        .await
+        .map_err(|error| CliError::aws("Step Functions GetExecutionHistory", error))?;
+    Ok(events.iter().map(Event::from_sdk).collect())
+}
+
 /// Every event of execution `arn`, oldest first.
 pub async fn execution_history(sfn: &Client, arn: &str) -> CliResult<Vec<Event>> {
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .max_results(1000)
-        .into_paginator()
-        .send();
-    let mut events = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|error| CliError::aws("Step Functions GetExecutionHistory", error))?;
-        events.extend(page.events().iter().map(Event::from_sdk));
-    }
-    // moto ignores `reverseOrder`, AWS answers oldest first by default: order by ID either way.
-    events.sort_by_key(|event| event.id);
-    Ok(events)
+    events_after(sfn, arn, 0).await
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ translated SAM template (infra/translate.py) deploys all of it, or fails saying 
    gives a spot instance it reclaimed (Server.SpotInstanceTermination) instead of moto's
    Client.UserInitiatedShutdown: the local worker tags an instance so to simulate an
    interruption (tests/src/worker.rs), and hhvm-get-instances-state reports it as interrupted.
+9. Step Functions' GetExecutionHistory pages as AWS's does (maxResults, default 100 and at most
+   1000; reverseOrder; nextToken); moto answers the whole history, oldest first, every time.
+   `hhvmctl`'s watch reads only each running execution's newest events, newest first; against
+   moto's answer it made moto serialize every growing history again every second, most of
+   moto's work in a test run.
 
 Each patch depends on moto's internals: the version is pinned (bin/requirements.txt) and checked
 below, and every internal used is checked before anything is patched, so a moto upgrade fails
@@ -841,7 +846,7 @@ expect(
 FakeBucket.get_permission = bucket_permission
 
 
-from moto.core.responses import EmptyResult  # noqa: E402
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
 
 expect(
@@ -894,6 +899,49 @@ def terminate(self):
 
 
 Instance.terminate = terminate
+
+
+# --- 9. Execution histories in pages ----------------------------------------------------------
+
+from moto.stepfunctions.exceptions import InvalidToken, ValidationException  # noqa: E402
+
+HISTORY_PAGE_DEFAULT = 100
+HISTORY_PAGE_MAX = 1000
+
+expect(
+    parameters(sfn_responses.StepFunctionResponse.get_execution_history) == ["self"],
+    "stepfunctions responses StepFunctionResponse.get_execution_history(self)",
+)
+
+
+def get_execution_history(self):
+    """GetExecutionHistory as AWS has it: one page of the events, in the order asked for."""
+    history = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))
+    events = list(history["events"])
+    reverse = bool(self._get_param("reverseOrder"))
+    if reverse:
+        events.reverse()
+    size = self._get_param("maxResults") or HISTORY_PAGE_DEFAULT
+    if not 0 < size <= HISTORY_PAGE_MAX:
+        raise ValidationException(
+            f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
+            f"constraint: Member must have value less than or equal to {HISTORY_PAGE_MAX}"
+        )
+    token = self._get_param("nextToken")
+    if token:
+        # The token is the ID of the previous page's last event: a history only grows at its
+        # end, so the pages after it stay the same whatever was added since.
+        if not token.isdigit():
+            raise InvalidToken(f"{token!r} is not a token this history gave")
+        after = int(token)
+        events = [event for event in events if (event["id"] < after if reverse else event["id"] > after)]
+    page = {"events": events[:size]}
+    if len(events) > size:
+        page["nextToken"] = str(events[size - 1]["id"])
+    return ActionResult(page)
+
+
+sfn_responses.StepFunctionResponse.get_execution_history = get_execution_history
 
 
 # The model lists are cached on first use: drop anything computed before the models above existed.

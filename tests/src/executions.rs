@@ -157,7 +157,7 @@ impl LocalStack {
     ) -> Result<ExecutionOutcome, StackError> {
         let sfn = self.sfn();
         let deadline = Instant::now() + timeout;
-        let mut seen = 0usize;
+        let mut last_seen = 0;
         let mut history_read: Option<Instant> = None;
         loop {
             let described = sfn
@@ -170,11 +170,10 @@ impl LocalStack {
             // History after the status: a finished execution's last events are then all there.
             if finished || history_read.is_none_or(|read| read.elapsed() >= HISTORY_INTERVAL) {
                 history_read = Some(Instant::now());
-                let events = execution_history(&sfn, arn).await?;
-                for event in events.iter().skip(seen) {
-                    on_event(event);
+                for event in history_after(&sfn, arn, last_seen).await? {
+                    on_event(&event);
+                    last_seen = event.id();
                 }
-                seen = seen.max(events.len());
             }
             if finished {
                 return Ok(ExecutionOutcome {
@@ -194,28 +193,18 @@ impl LocalStack {
 }
 
 /// How often a follower reads the history of an execution that is still running; its status
-/// is read every half second, and a finished execution's history at once. moto answers every
-/// GetExecutionHistory with the whole history (it ignores maxResults, nextToken and
-/// reverseOrder), and serializing it was the most of moto's work in a run: a build's history,
-/// one poll loop after another, read twice a second while it grew.
+/// is read every half second, and a finished execution's history at once. Each read asks only
+/// for the events after the last one seen (`history_after`): moto serializes every event of
+/// an answer, and a build's history, one poll loop after another, grows for minutes.
 pub(crate) const HISTORY_INTERVAL: Duration = Duration::from_secs(3);
 
-pub(crate) async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, StackError> {
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .max_results(1000)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .context(format!("Step Functions GetExecutionHistory {arn}"))?;
-        events.extend(page.events().iter().cloned());
-        match page.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(events),
-        }
-    }
+/// The events of execution `arn` after event `after` (0: every event), oldest first.
+pub(crate) async fn history_after(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    after: i64,
+) -> Result<Vec<HistoryEvent>, StackError> {
+    pipeline_aws::sfn::history_after(sfn, arn, after)
+        .await
+        .context(format!("Step Functions GetExecutionHistory {arn}"))
 }

@@ -27,7 +27,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use aws_smithy_types::DateTime;
 use serde_json::{Map, Value, json};
 
-use crate::executions::{HISTORY_INTERVAL, execution_history};
+use crate::executions::{HISTORY_INTERVAL, history_after};
 use crate::{Context, ExecutionOutcome, LocalStack, StackError};
 
 /// Width of the label column, so lines of several executions line up.
@@ -216,7 +216,8 @@ impl Progress {
 struct Followed {
     arn: String,
     label: String,
-    seen: usize,
+    /// The ID of the last event read.
+    last_seen: i64,
     finished: bool,
 }
 
@@ -240,7 +241,7 @@ impl LocalStack {
         let mut followed = vec![Followed {
             arn: arn.to_string(),
             label: machine_of_execution(arn).to_string(),
-            seen: 0,
+            last_seen: 0,
             finished: false,
         }];
         let mut histories_read: Option<Instant> = None;
@@ -272,9 +273,9 @@ impl LocalStack {
                     continue;
                 }
                 // History after the status: a finished execution's last events are then all there.
-                let events = execution_history(&sfn, &current.arn).await?;
+                let events = history_after(&sfn, &current.arn, current.last_seen).await?;
                 let mut children = Vec::new();
-                for event in events.iter().skip(current.seen) {
+                for event in &events {
                     pass.push((current.arn.clone(), current.label.clone(), event.clone()));
                     children.extend(started_children(event));
                 }
@@ -287,7 +288,9 @@ impl LocalStack {
                         cause: described.cause().map(str::to_string),
                     });
                 }
-                followed[index].seen = events.len();
+                if let Some(last) = events.last() {
+                    followed[index].last_seen = last.id();
+                }
                 followed[index].finished = finished;
                 for child in children {
                     if followed.iter().any(|f| f.arn == child) {
@@ -297,7 +300,7 @@ impl LocalStack {
                     followed.push(Followed {
                         arn: child,
                         label,
-                        seen: 0,
+                        last_seen: 0,
                         finished: false,
                     });
                 }

@@ -1,8 +1,9 @@
 //! Deploying CloudFormation into moto started through tests/moto/server.py: every resource kind
 //! the pipeline's template uses is created and its Refs resolve, state machines get their
 //! substitutions and run in execute mode, and what cannot be deployed fails the stack, naming
-//! why. The last test deploys the real template (infra/template.yaml), and
-//! loads each function's configuration from the environment the stack gave it.
+//! why, and execution histories come in pages as AWS's do (what `hhvmctl`'s watch reads). The
+//! last test deploys the real template (infra/template.yaml), and loads each function's
+//! configuration from the environment the stack gave it.
 //!
 //! Each test starts its own moto on a free port.
 
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hhvmctl::history::{self, Histories};
 use pipeline_aws::Function;
 use pipeline_aws::config::Source;
 use pipeline_core::PipelineError;
@@ -485,6 +487,139 @@ fn the_launcher_takes_its_port_from_moto_port_as_moto_server_does() {
         "server.py did not listen on MOTO_PORT={port}; see {}",
         dir.join("moto.log").display()
     );
+}
+
+/// Pass states before and after a two-second Wait: a history of over two hundred events, still
+/// growing for a while after the execution starts.
+fn paced_machine_definition() -> String {
+    let names: Vec<String> = (0..100).map(|n| format!("Pass {n}")).collect();
+    let mut states = serde_json::Map::new();
+    for (index, name) in names.iter().enumerate() {
+        let next = if index == 39 {
+            "Pause".to_string()
+        } else {
+            names.get(index + 1).cloned().unwrap_or_default()
+        };
+        let state = if index + 1 == names.len() {
+            serde_json::json!({"Type": "Pass", "End": true})
+        } else {
+            serde_json::json!({"Type": "Pass", "Next": next})
+        };
+        states.insert(name.clone(), state);
+    }
+    states.insert(
+        "Pause".into(),
+        serde_json::json!({"Type": "Wait", "Seconds": 2, "Next": "Pass 40"}),
+    );
+    serde_json::json!({"StartAt": "Pass 0", "States": states}).to_string()
+}
+
+fn ids(events: &[aws_sdk_sfn::types::HistoryEvent]) -> Vec<i64> {
+    events.iter().map(|event| event.id()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execution_histories_come_in_pages_either_way_and_a_watch_reads_only_what_is_new() {
+    let dir = run_dir("execution-history-pages");
+    let moto = start_moto(&dir);
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config().await);
+    let machine = sfn
+        .create_state_machine()
+        .name("paced")
+        .role_arn("arn:aws:iam::123456789012:role/paced")
+        .definition(paced_machine_definition())
+        .send()
+        .await
+        .unwrap();
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .name("paced-run")
+        .input("{}")
+        .send()
+        .await
+        .unwrap();
+    let arn = started.execution_arn();
+
+    // hhvmctl's watch: each refresh adds what is new to what it has read.
+    let mut histories = Histories::default();
+    let mut refreshes = 0;
+    let watched = loop {
+        let events = histories.refresh(&sfn, arn).await.unwrap().to_vec();
+        refreshes += 1;
+        if history::is_complete(&events) {
+            break events;
+        }
+        assert!(refreshes < 600, "paced-run did not end within a minute");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refreshes > 2,
+        "the watch found paced-run ended at once: nothing was read while it ran"
+    );
+    let whole = history::execution_history(&sfn, arn).await.unwrap();
+    let count = whole.len() as i64;
+    assert!(count > 200, "{count} events");
+    assert_eq!(
+        whole.iter().map(|event| event.id).collect::<Vec<_>>(),
+        (1..=count).collect::<Vec<_>>()
+    );
+    assert_eq!(watched, whole, "the watch's history is not the execution's");
+    // Newest first, a page of 25 at a time, until the page that reaches the event given.
+    let last_three = history::events_after(&sfn, arn, count - 3).await.unwrap();
+    assert_eq!(last_three, whole[whole.len() - 3..]);
+    let all_but_the_first = history::events_after(&sfn, arn, 1).await.unwrap();
+    assert_eq!(all_but_the_first, whole[1..]);
+    assert!(history::events_after(&sfn, arn, count).await.unwrap().is_empty());
+
+    // The pages as AWS gives them: 100 events by default, oldest first; or newest first; each
+    // nextToken goes on from the page it came with.
+    let first = sfn.get_execution_history().execution_arn(arn).send().await.unwrap();
+    assert_eq!(ids(first.events()), (1..=100).collect::<Vec<_>>());
+    let second = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .set_next_token(first.next_token().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(second.events()), (101..=200).collect::<Vec<_>>());
+    let newest = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .reverse_order(true)
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(newest.events()), [count, count - 1]);
+    let older = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .reverse_order(true)
+        .max_results(2)
+        .set_next_token(newest.next_token().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(older.events()), [count - 2, count - 3]);
+    let everything = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(everything.events().len() as i64, count);
+    assert_eq!(everything.next_token(), None);
+    let refused = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .next_token("not-a-token")
+        .send()
+        .await
+        .expect_err("a made-up nextToken was taken");
+    assert_eq!(refused.into_service_error().meta().code(), Some("InvalidToken"));
 }
 
 /// What the local stack passes for the template's parameters, by name or else by type; the

@@ -2,7 +2,10 @@
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
 use aws_sdk_sfn::types::ExecutionStatus as SfnStatus;
+use aws_sdk_sfn::types::HistoryEvent;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use pipeline_core::PipelineError;
 use pipeline_core::executions::{MAX_CHILD_ATTEMPTS, attempt_name};
 use serde_json::Value;
@@ -106,9 +109,94 @@ pub async fn describe_execution_status(sfn: &Client, arn: &str) -> Result<Option
     }
 }
 
+/// How many events `history_after` asks for at a time, newest first: a follower's interval adds
+/// a few, and each page's events all come back, the ones already read too.
+const NEWEST_EVENTS_PAGE: i32 = 25;
+/// Step Functions' largest page: a history read whole takes as few calls as it can.
+const HISTORY_PAGE_MAX: i32 = 1000;
+
+/// The events of execution `arn` after event `after` (0: every event), oldest first. A follower
+/// refreshes a running execution every few seconds for hours, and a build that polls its
+/// workers for hours has thousands of events: after the first read, each refresh reads newest
+/// first, a page at a time, until a page reaches `after`, not the whole history again.
+pub async fn history_after(
+    sfn: &Client,
+    arn: &str,
+    after: i64,
+) -> Result<Vec<HistoryEvent>, SdkError<GetExecutionHistoryError, HttpResponse>> {
+    let newest_first = after > 0;
+    let mut pages = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .reverse_order(newest_first)
+        .max_results(if newest_first {
+            NEWEST_EVENTS_PAGE
+        } else {
+            HISTORY_PAGE_MAX
+        })
+        .into_paginator()
+        .send();
+    let mut events = Vec::new();
+    while let Some(page) = pages.next().await {
+        if take_newer(&mut events, page?.events, after) {
+            break;
+        }
+    }
+    // By ID whatever the pages' order: an endpoint that ignores `reverseOrder` answers oldest first.
+    events.sort_by_key(HistoryEvent::id);
+    Ok(events)
+}
+
+/// Adds the events of `page` that come after event `after` to `events`; whether the page
+/// reached `after` (held it or an older event), so that no later page holds a newer one.
+fn take_newer(events: &mut Vec<HistoryEvent>, page: Vec<HistoryEvent>, after: i64) -> bool {
+    let reached = page.is_empty() || page.iter().any(|event| event.id() <= after);
+    events.extend(page.into_iter().filter(|event| event.id() > after));
+    reached
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_sfn::primitives::DateTime;
+    use aws_sdk_sfn::types::HistoryEventType;
+
+    fn events(ids: &[i64]) -> Vec<HistoryEvent> {
+        ids.iter()
+            .map(|&id| {
+                HistoryEvent::builder()
+                    .id(id)
+                    .r#type(HistoryEventType::PassStateEntered)
+                    .timestamp(DateTime::from_secs(id))
+                    .build()
+                    .expect("a history event")
+            })
+            .collect()
+    }
+
+    fn ids(events: &[HistoryEvent]) -> Vec<i64> {
+        events.iter().map(HistoryEvent::id).collect()
+    }
+
+    #[test]
+    fn a_page_adds_only_the_events_after_the_last_read_and_says_when_it_reached_it() {
+        // Read up to event 1; the newest page of two does not reach it, the next one does.
+        let mut read = Vec::new();
+        assert!(!take_newer(&mut read, events(&[4, 3]), 1));
+        assert!(take_newer(&mut read, events(&[2, 1]), 1));
+        assert_eq!(ids(&read), [4, 3, 2]);
+        // An endpoint that ignores reverseOrder: the whole history, oldest first, in one page.
+        let mut read = Vec::new();
+        assert!(take_newer(&mut read, events(&[1, 2, 3, 4]), 3));
+        assert_eq!(ids(&read), [4]);
+        // Nothing new: an empty page, or one of what was read, ends the reading.
+        assert!(take_newer(&mut Vec::new(), Vec::new(), 4));
+        assert!(take_newer(&mut Vec::new(), events(&[4]), 4));
+        // The first read (after 0) takes every page.
+        let mut read = Vec::new();
+        assert!(!take_newer(&mut read, events(&[1, 2]), 0));
+        assert_eq!(ids(&read), [1, 2]);
+    }
 
     #[test]
     fn execution_arns_follow_the_state_machine_arn() {
