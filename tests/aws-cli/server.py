@@ -7,11 +7,13 @@ first on a local worker's PATH) sends it its arguments, environment, working dir
 and its standard input, output and error (the descriptors themselves); the server forks, and the
 child runs `awscli.clidriver.main()` — the code `.venv/bin/aws` runs — in that state, so the
 script sees the real CLI's output, files and exit status. A supervisor between the two reports
-how the run ended and kills it if the client goes away.
+how the run ended and kills it if the client goes away. Before serving, the server also parses
+the model files runs load (`warm_up`), which was most of a run's CPU after the imports.
 
 usage: python server.py SOCKET
 """
 
+import gc
 import io
 import json
 import os
@@ -29,9 +31,73 @@ import awscli.customizations.s3.subcommands  # noqa: E402,F401
 import botocore.session  # noqa: E402,F401
 import s3transfer.manager  # noqa: E402,F401
 
+# awscli's botocore, under the name it imports it by.
+import botocore.exceptions  # noqa: E402
+import botocore.loaders  # noqa: E402
+
 AWSCLI_DATA = os.path.join(os.path.dirname(os.path.abspath(awscli.__file__)), "data")
+# The services the workers' scripts and the tests' own commands call: their models are parsed
+# here once, before any fork.
+WARM_SERVICES = ("s3", "secretsmanager", "cloudfront", "cloudformation", "lambda", "events")
 STANDARD_STREAMS = 3
 EXITED, KILLED = 0, 1
+
+
+# After the imports, most of a run's CPU went to parsing the same model files (each service's
+# JSON, its endpoint rules, the partitions) and to listing the data directories, again in each
+# run. The server does both once: each run is a fork, and gets the server's parsed copy the
+# first time it loads a file (a later load of the same file in that run parses it again, as
+# before, so no two loads in one run share an object); a listing is the same list, copied.
+PARSED_FILES = {}
+LISTED_SERVICES = {}
+parse_file = botocore.loaders.JSONFileLoader._load_file
+list_services = botocore.loaders.Loader.list_available_services
+
+
+def load_file_parsed_before(self, full_path, open_method):
+    data = PARSED_FILES.pop(full_path, None)
+    return data if data is not None else parse_file(self, full_path, open_method)
+
+
+def list_services_listed_before(self, type_name):
+    key = (tuple(self.search_paths), type_name)
+    if key not in LISTED_SERVICES:
+        LISTED_SERVICES[key] = list_services(self, type_name)
+    return list(LISTED_SERVICES[key])
+
+
+def warm_up():
+    """Parses and lists what runs load: the CLI's own data and each of WARM_SERVICES' clients."""
+
+    def parse_and_keep(self, full_path, open_method):
+        data = parse_file(self, full_path, open_method)
+        if data is not None:
+            PARSED_FILES[full_path] = data
+        return data
+
+    os.environ["AWS_DATA_PATH"] = AWSCLI_DATA  # as a run sets it (run_cli)
+    botocore.loaders.JSONFileLoader._load_file = parse_and_keep
+    botocore.loaders.Loader.list_available_services = list_services_listed_before
+    session = awscli.clidriver.create_clidriver().session
+    loader = session.get_component("data_loader")
+    for service in WARM_SERVICES:
+        # No request is sent: a client only loads its models and resolves nothing yet.
+        session.create_client(
+            service,
+            region_name="us-east-1",
+            endpoint_url="http://127.0.0.1:9",
+            aws_access_key_id="warm-up",
+            aws_secret_access_key="warm-up",
+        )
+        # A command that pages or waits loads these too.
+        for kind in ("paginators-1", "waiters-2"):
+            try:
+                loader.load_service_model(service, kind)
+            except botocore.exceptions.DataNotFoundError:
+                pass
+    botocore.loaders.JSONFileLoader._load_file = load_file_parsed_before
+    if not PARSED_FILES:
+        sys.exit("tests/aws-cli/server.py: the warm-up parsed no model file; awscli's loader has changed")
 
 
 def read_exactly(conn, size):
@@ -157,6 +223,10 @@ def main():
     listener.listen(128)
     # Supervisors are reaped by the kernel; each one waits for its own CLI run.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    warm_up()
+    # What the server holds stays out of the children's garbage collections: a collection
+    # touches every object it tracks, and each touched page would be copied into the run.
+    gc.freeze()
     print(f"serving the AWS CLI on {path}", flush=True)
     while True:
         conn, _ = listener.accept()
