@@ -33,9 +33,9 @@ translated SAM template (infra/translate.py) deploys all of it, or fails saying 
    interruption (tests/src/worker.rs), and hhvm-get-instances-state reports it as interrupted.
 9. Step Functions' GetExecutionHistory pages as AWS's does (maxResults, default 100 and at most
    1000; reverseOrder; nextToken); moto answers the whole history, oldest first, every time.
-   `hhvmctl`'s watch reads only each running execution's newest events, newest first; against
-   moto's answer it made moto serialize every growing history again every second, most of
-   moto's work in a test run.
+   `hhvmctl`'s watch and the tests' followers read only the events after the last one they
+   saw, newest first; against moto's answer each refresh made moto serialize every growing
+   history again, most of moto's work in a test run.
 
 Each patch depends on moto's internals: the version is pinned (bin/requirements.txt) and checked
 below, and every internal used is checked before anything is patched, so a moto upgrade fails
@@ -922,10 +922,10 @@ def get_execution_history(self):
     if reverse:
         events.reverse()
     size = self._get_param("maxResults") or HISTORY_PAGE_DEFAULT
-    if not 0 < size <= HISTORY_PAGE_MAX:
+    if not 0 < size <= HISTORY_PAGE_MAX:  # maxResults 0 asks for the default, taken above
         raise ValidationException(
             f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
-            f"constraint: Member must have value less than or equal to {HISTORY_PAGE_MAX}"
+            f"constraint: Member must have value between 0 and {HISTORY_PAGE_MAX}"
         )
     token = self._get_param("nextToken")
     if token:
